@@ -1,0 +1,98 @@
+"""The `find` job: worlds -> recording -> strengths (raw and z-scored) -> neuron sets, tables and plots."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from steer.artifacts import ArtifactMismatchError, write_json_atomic
+from steer.neurons import NeuronSet, Strengths
+from steer.plots import plot_strength_by_layer
+from steer.record import Activations, record, site_width
+from steer.strength import NORMALIZATIONS
+from steer.worlds import Worlds
+
+
+@dataclass
+class FindResult:
+    activations: Activations
+    strengths: dict[str, Strengths]  # by normalization
+    neurons: dict[str, NeuronSet]
+    out: Path | None
+
+
+def needs_vader(worlds: Worlds, proposition: str) -> bool:
+    return "vader_" in proposition and not any(k.startswith("vader_") for k in worlds.records[0])
+
+
+def find_neurons(
+    model: Any,
+    worlds: Worlds,
+    proposition: str,
+    site: str = "mlp",
+    layers: list[int] | None = None,
+    position: str = "last",
+    k: int = 5,
+    per_layer: bool = False,
+    normalizations: tuple[str, ...] = NORMALIZATIONS,
+    batch_size: int = 16,
+    out: str | os.PathLike | None = None,
+    recording: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> FindResult:
+    """Record (or reuse ``recording``), compute D for ``proposition`` under each normalization, select top-k.
+
+    With ``out`` it writes ``activations/``, ``neurons-<normalize>.json``, ``strength_by_layer-<normalize>.png``
+    and ``summary.json``."""
+    if needs_vader(worlds, proposition):
+        worlds = worlds.with_vader()
+    prop = worlds.proposition(proposition)
+    n_layers = len(layers) if layers is not None else model.n_layers
+    n_units = site_width(model, site) * (1 if per_layer else n_layers)
+    if k > n_units:
+        raise ValueError(f"k={k} is larger than the {n_units} units {'per layer' if per_layer else 'recorded'}")
+    out = Path(out) if out is not None else None
+    if recording is not None:
+        acts = Activations.load(recording, model=model, site=site)
+        if acts.worlds.get("prompt_set_sha256") != worlds.prompt_set_hash:
+            raise ArtifactMismatchError(f"recording {recording} was made from other worlds than {worlds.source}")
+    else:
+        acts = record(model, worlds, site=site, layers=layers, position=position, batch_size=batch_size,
+                      out=None if out is None else out / "activations", progress=progress)
+    strengths, neurons = {}, {}
+    for norm in normalizations:
+        s = acts.strength(prop, normalize=norm)
+        strengths[norm] = s
+        neurons[norm] = s.top(k, per_layer=per_layer)
+        if out is not None:
+            neurons[norm].save(out / f"neurons-{norm}.json")
+            plot_strength_by_layer(s, out / f"strength_by_layer-{norm}.png")
+    if out is not None:
+        write_json_atomic(out / "summary.json", {
+            "model": model.provenance, "worlds": worlds.provenance, "proposition": strengths[normalizations[0]].proposition,
+            "site": site, "position": position, "layers": acts.layers, "k": k, "per_layer": per_layer,
+            "layer_max_D": {n: s.layer_max().tolist() for n, s in strengths.items()},
+            "layer_min_D": {n: s.layer_min().tolist() for n, s in strengths.items()},
+        })
+    return FindResult(acts, strengths, neurons, out)
+
+
+def format_find(result: FindResult) -> str:
+    lines = []
+    for norm, ns in result.neurons.items():
+        prop = ns.proposition
+        lines.append(f"\n== top {ns.k} units {'per layer ' if ns.per_layer else ''}FOR {prop['name']!r} "
+                     f"({prop['size']}/{prop['n_worlds']} worlds), site {ns.site}, normalize={norm}")
+        lines.append(ns.table("for"))
+        lines.append(f"== top {ns.k} units AGAINST {prop['name']!r}, normalize={norm}")
+        lines.append(ns.table("against"))
+    s = next(iter(result.strengths.values()))
+    lines.append("\nmax / min D per layer (normalize=" + ", ".join(result.strengths) + "):")
+    for j, layer in enumerate(s.layers):
+        cells = "   ".join(f"{st.layer_max()[j]:8.3f} {st.layer_min()[j]:8.3f}" for st in result.strengths.values())
+        lines.append(f"  layer {layer:>3}: {cells}")
+    if result.out is not None:
+        lines.append(f"\nwrote {result.out}/: activations/, neurons-*.json, strength_by_layer-*.png, summary.json")
+    return "\n".join(lines)

@@ -1,0 +1,261 @@
+"""Recording: worlds x model x site x position -> the activation matrix X[worlds, layers, units].
+
+The columns of X are the units' reasons vectors, its rows the worlds' reasons characters (method.md §2).
+
+Sites (TransformerLens hook names):
+- ``mlp``   -> ``blocks.{l}.mlp.hook_post``: MLP neuron activations; for gated MLPs (Qwen2, Llama) the input
+  of down_proj, act(gate(x)) * up(x). d_mlp units per layer.
+- ``resid`` -> ``blocks.{l}.hook_resid_post``: the residual stream after block l. d_model units per layer.
+
+Positions: ``last`` (the last real token of the prompt; the paper) or ``mean`` (mean over the prompt's real
+tokens). Batches are left-padded with an attention mask (without one the bridge computes wrong activations,
+see the notes), sorted by length inside each shard to waste little on padding, run without gradients, and
+the forward stops after the deepest requested layer (no unembedding). Hooks keep only the reduced vector per
+world, never the full [batch, pos, units] tensor. Activations are stored as float32 whatever the model dtype.
+
+With ``out=DIR`` the worlds are processed in shards of ``shard_size`` and each shard is written to disk as it
+completes (safetensors), so large N never sits in memory; the directory appears under its final name only
+when the whole recording is done.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from steer.artifacts import FORMAT_VERSION, atomic_dir, check_model, check_site, read_json, write_json_atomic
+
+SITES = {"mlp": "blocks.{layer}.mlp.hook_post", "resid": "blocks.{layer}.hook_resid_post"}
+POSITIONS = ("last", "mean")
+
+
+def hook_name(site: str, layer: int) -> str:
+    if site not in SITES:
+        raise ValueError(f"unknown site {site!r}; use one of {', '.join(SITES)}")
+    return SITES[site].format(layer=layer)
+
+
+def site_width(model: Any, site: str) -> int:
+    """Units per layer at a site: d_mlp for ``mlp``, d_model for ``resid``."""
+    hook_name(site, 0)
+    return model.d_mlp if site == "mlp" else model.d_model
+
+
+def resolve_layers(layers: int | Sequence[int] | None, n_layers: int) -> list[int]:
+    """None -> all layers; negative indices count from the end; sorted, without duplicates."""
+    if layers is None:
+        return list(range(n_layers))
+    layers = [layers] if isinstance(layers, int) else list(layers)
+    if not layers:
+        raise ValueError("no layers requested")
+    out = set()
+    for layer in layers:
+        if not isinstance(layer, (int, np.integer)) or not -n_layers <= layer < n_layers:
+            raise ValueError(f"unknown layer {layer!r}: the model has layers 0..{n_layers - 1}")
+        out.add(int(layer) % n_layers)
+    return sorted(out)
+
+
+def parse_layers(text: str | None, n_layers: int) -> list[int]:
+    """CLI syntax: ``all`` / None, ``23``, ``-1``, ``0,5,10``, ``18-23`` (inclusive ranges), combinations."""
+    if text is None or text == "all":
+        return list(range(n_layers))
+    layers: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                a, b = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
+                layers += list(range(int(a), int(b) + 1))
+            else:
+                layers.append(int(part))
+        except ValueError:
+            raise ValueError(f"cannot parse layers {text!r}; use e.g. 23, -1, 0,5,10 or 18-23") from None
+    return resolve_layers(layers, n_layers)
+
+
+# ------------------------------------------------------------------------------------------------ Activations
+
+
+@dataclass
+class Activations:
+    """Recorded reasons vectors X[worlds, layers, units] with their provenance, in memory or in shards on disk."""
+
+    site: str
+    position: str
+    layers: list[int]
+    model: dict[str, Any]  # the model's provenance
+    worlds: dict[str, Any]  # the worlds' provenance
+    shard_rows: list[int]
+    _shards: list[Tensor] | None = None
+    path: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_worlds(self) -> int:
+        return sum(self.shard_rows)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        first = next(self.iter_shards())
+        return (self.n_worlds, *first.shape[1:])
+
+    def iter_shards(self) -> Iterator[Float[Tensor, "rows layers units"]]:
+        """The row blocks of X in world order (loaded one at a time when on disk)."""
+        if self._shards is not None:
+            yield from self._shards
+        else:
+            for i in range(len(self.shard_rows)):
+                yield load_file(str(self.path / f"shard-{i:05d}.safetensors"))["X"]
+
+    @property
+    def X(self) -> Float[Tensor, "worlds layers units"]:
+        """All of X in memory (concatenates shards from disk)."""
+        return torch.cat(list(self.iter_shards()), 0)
+
+    def layer_index(self, layer: int) -> int:
+        if layer not in self.layers:
+            raise ValueError(f"layer {layer} was not recorded (recorded: {self.layers})")
+        return self.layers.index(layer)
+
+    def strength(self, proposition: Any, prior: Tensor | None = None, normalize: str = "none"):
+        """The doxastic strength of every recorded unit for a proposition: a :class:`steer.neurons.Strengths`."""
+        from steer.neurons import Strengths
+
+        return Strengths.compute(self, proposition, prior=prior, normalize=normalize)
+
+    # -- persistence
+
+    def manifest(self) -> dict[str, Any]:
+        return {"kind": "activations", "format": FORMAT_VERSION, "site": self.site, "position": self.position,
+                "layers": self.layers, "hooks": [hook_name(self.site, layer) for layer in self.layers],
+                "model": self.model, "worlds": self.worlds, "shard_rows": self.shard_rows, "extra": self.extra}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write shards + ``manifest.json`` to a directory (atomically: a temp dir renamed into place)."""
+        with atomic_dir(path) as tmp:
+            for i, shard in enumerate(self.iter_shards()):
+                save_file({"X": shard.contiguous()}, str(tmp / f"shard-{i:05d}.safetensors"))
+            write_json_atomic(tmp / "manifest.json", self.manifest())
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model: Any = None, site: str | None = None) -> "Activations":
+        """Open a saved recording (shards stay on disk); with ``model``/``site`` given, refuse a mismatch."""
+        path = Path(path)
+        man = read_json(path / "manifest.json", "activations")
+        check_site(man["site"], site, f"recording {path}")
+        if model is not None:
+            check_model({k: man["model"].get(k) for k in model.identity}, model, f"recording {path}")
+        for i in range(len(man["shard_rows"])):
+            if not (path / f"shard-{i:05d}.safetensors").is_file():
+                raise FileNotFoundError(f"recording {path} is missing shard {i}")
+        return cls(man["site"], man["position"], man["layers"], man["model"], man["worlds"], man["shard_rows"],
+                   None, path, man.get("extra", {}))
+
+
+# --------------------------------------------------------------------------------------------------- record
+
+
+def record(
+    model: Any,
+    worlds: Any,
+    site: str = "mlp",
+    layers: int | Sequence[int] | None = None,
+    position: str = "last",
+    batch_size: int = 16,
+    out: str | os.PathLike | None = None,
+    shard_size: int = 1024,
+    progress: bool = True,
+) -> Activations:
+    """Record the activations of ``worlds`` at ``site`` for ``layers`` (default all) at ``position``.
+
+    Returns :class:`Activations` (float32). With ``out`` the shards are streamed to that directory.
+    """
+    if position not in POSITIONS:
+        raise ValueError(f"unknown position {position!r}; use one of {', '.join(POSITIONS)}")
+    hook_name(site, 0)
+    layers = resolve_layers(layers, model.n_layers)
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError("batch_size and shard_size must be positive")
+    prompts = list(worlds.prompts)
+    n = len(prompts)
+    lengths = np.array([len(ids) for ids in model.tokenizer(prompts)["input_ids"]])
+
+    def run(tmp_dir: Path | None) -> Activations:
+        shards, rows = [], []
+        bar = tqdm(total=n, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
+        for s, start in enumerate(range(0, n, shard_size)):
+            idx = np.arange(start, min(start + shard_size, n))
+            X = _record_shard(model, [prompts[i] for i in idx], lengths[idx], site, layers, position, batch_size, bar)
+            bad = ~torch.isfinite(X).reshape(len(idx), -1).all(1)
+            if bad.any():
+                raise ValueError(f"NaN/inf activations in world(s) {idx[bad.numpy()][:10].tolist()} at site {site}")
+            if tmp_dir is None:
+                shards.append(X)
+            else:
+                save_file({"X": X}, str(tmp_dir / f"shard-{s:05d}.safetensors"))
+            rows.append(len(idx))
+        bar.close()
+        acts = Activations(site, position, layers, dict(model.provenance), dict(worlds.provenance), rows,
+                           shards if tmp_dir is None else None, tmp_dir,
+                           {"batch_size": batch_size, "padding": "left", "model_dtype": str(model.dtype)})
+        if tmp_dir is not None:
+            write_json_atomic(tmp_dir / "manifest.json", acts.manifest())
+        return acts
+
+    if out is None:
+        return run(None)
+    with atomic_dir(out) as tmp:
+        run(tmp)
+    return Activations.load(out)
+
+
+class _DeepestLayerDone(Exception):
+    """Raised by the hook of the deepest requested layer: nothing after it is needed (no unembedding).
+
+    TransformerLens' own ``stop_at_layer`` stops *before* a block, so it cannot stop after the last block."""
+
+
+@torch.inference_mode()
+def _record_shard(model, prompts: list[str], lengths: np.ndarray, site: str, layers: list[int], position: str,
+                  batch_size: int, bar) -> Tensor:
+    width = site_width(model, site)
+    X = torch.empty(len(prompts), len(layers), width, dtype=torch.float32)
+    order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding
+    for b in range(0, len(prompts), batch_size):
+        rows = order[b:b + batch_size]
+        ids, mask = model.tokenize([prompts[i] for i in rows])
+        got: dict[int, Tensor] = {}
+
+        def keep(j: int):
+            def fn(act: Tensor, hook) -> Tensor:
+                if position == "last":
+                    v = act[:, -1, :]  # left padding: the last real token is at -1
+                else:
+                    m = mask.to(act.dtype)[:, :, None]
+                    v = (act * m).sum(1) / m.sum(1)
+                got[j] = v.float().cpu()
+                if j == len(layers) - 1:
+                    raise _DeepestLayerDone
+                return act
+            return fn
+
+        hooks = [(hook_name(site, layer), keep(j)) for j, layer in enumerate(layers)]
+        try:
+            model.bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=mask, return_type=None)
+        except _DeepestLayerDone:
+            pass
+        X[torch.as_tensor(rows)] = torch.stack([got[j] for j in range(len(layers))], 1)
+        bar.update(len(rows))
+    return X

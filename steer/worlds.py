@@ -1,0 +1,390 @@
+"""Prompt sets -> worlds -> propositions.
+
+A *world* is one input situation: a prompt built from a record of a prompt set by a template, together with
+the record's fields (text, label, domain, scores...). A *proposition* is a set of worlds, held as a boolean
+mask: by a field predicate (``label=positive``), by the top-n of a numeric field (``vader_pos:top25``) or by
+an explicit mask. See ``../shared/docs/method.md`` section 1.
+
+Prompt sets load from JSONL, CSV or TSV files, a local ``datasets`` directory, or a Hugging Face hub dataset
+name. Templates are Python format strings (``{text}``) named by a file under ``prompts/templates/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+import string
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from steer.strength import TrivialPropositionError
+
+PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+TEMPLATES_DIR = PROMPTS_DIR / "templates"
+DEFAULT_PROMPT_SET = PROMPTS_DIR / "sentiment.jsonl"
+
+
+class PromptSetError(ValueError):
+    """A prompt file, dataset, template or proposition is malformed or refers to something that is not there."""
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------ templates
+
+
+@dataclass(frozen=True)
+class Template:
+    """A named prompt template: a Python format string over record fields, e.g. ``"Review: {text}"``."""
+
+    name: str
+    text: str
+
+    @property
+    def fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.text) if f]
+
+    @property
+    def sha256(self) -> str:
+        return sha256_text(self.text)
+
+    def render(self, record: dict[str, Any]) -> str:
+        return self.text.format(**record)
+
+
+def available_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.txt"))
+
+
+def load_template(spec: str | Template) -> Template:
+    """A template by name (``prompts/templates/NAME.txt``), by file path, or as a literal containing ``{``."""
+    if isinstance(spec, Template):
+        return spec
+    path = TEMPLATES_DIR / f"{spec}.txt"
+    if path.is_file():
+        return Template(spec, _read_template(path))
+    if os.path.isfile(spec):
+        return Template(Path(spec).stem, _read_template(Path(spec)))
+    if "{" in spec:
+        try:
+            list(string.Formatter().parse(spec))
+        except ValueError as e:
+            raise PromptSetError(f"template string is malformed: {e}") from None
+        return Template("inline", spec)
+    raise PromptSetError(f"unknown template {spec!r}; available: {', '.join(available_templates())} (or a file path)")
+
+
+def _read_template(path: Path) -> str:
+    text = path.read_text()
+    # A file ends with one newline by convention; the prompt itself does not.
+    text = text[:-1] if text.endswith("\n") else text
+    try:
+        list(string.Formatter().parse(text))
+    except ValueError as e:
+        raise PromptSetError(f"template {path} is malformed: {e}") from None
+    return text
+
+
+# ---------------------------------------------------------------------------------------------- propositions
+
+
+@dataclass(frozen=True)
+class Proposition:
+    """A set of worlds A, as a boolean mask over them, with a name saying what it means."""
+
+    name: str
+    mask: np.ndarray
+    description: str = ""
+
+    def __post_init__(self):
+        mask = np.asarray(self.mask)
+        if mask.dtype != bool or mask.ndim != 1:
+            raise PromptSetError("a proposition mask must be a 1-D boolean array")
+        n, k = mask.size, int(mask.sum())
+        if k == 0 or k == n:
+            raise TrivialPropositionError(
+                f"proposition {self.name!r} holds in {k} of {n} worlds: it must hold in some worlds but not all"
+            )
+        object.__setattr__(self, "mask", mask)
+
+    @property
+    def size(self) -> int:
+        return int(self.mask.sum())
+
+    def complement(self) -> "Proposition":
+        return Proposition(f"not({self.name})", ~self.mask, f"complement of {self.description or self.name}")
+
+    def __repr__(self) -> str:
+        return f"Proposition({self.name!r}, {self.size}/{self.mask.size} worlds)"
+
+
+_PRED = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*(?P<op>!=|>=|<=|=|>|<)\s*(?P<value>.*?)\s*$")
+_TOP = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*:\s*(?P<dir>top|bottom)(?P<n>\d+)\s*$")
+
+
+# ---------------------------------------------------------------------------------------------------- worlds
+
+
+@dataclass
+class Worlds:
+    """N worlds: the records of a prompt set, the prompts a template made of them, and where they came from."""
+
+    records: list[dict[str, Any]]
+    template: Template
+    source: str
+    prompts: list[str] = field(init=False)
+
+    def __post_init__(self):
+        if not self.records:
+            raise PromptSetError(f"prompt set {self.source} has no records")
+        for i, rec in enumerate(self.records):
+            missing = [f for f in self.template.fields if f not in rec]
+            if missing:
+                raise PromptSetError(
+                    f"template {self.template.name!r} uses field(s) {missing} missing from record {i} of "
+                    f"{self.source} (its fields: {', '.join(rec)})"
+                )
+        self.prompts = [self.template.render(r) for r in self.records]
+
+    # -- construction
+
+    @classmethod
+    def from_records(cls, records: Sequence[dict[str, Any]], template: str | Template = "plain", source: str = "records",
+                     text_field: str | None = None) -> "Worlds":
+        recs = [dict(r) for r in records]
+        if text_field is not None:
+            for i, r in enumerate(recs):
+                if text_field not in r:
+                    raise PromptSetError(f"record {i} of {source} has no field {text_field!r} (fields: {', '.join(r)})")
+                r["text"] = r[text_field]
+        return cls(recs, load_template(template), source)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, template: str | Template = "plain", text_field: str | None = None,
+                  n: int | None = None, seed: int | None = None) -> "Worlds":
+        """Worlds from a JSONL, CSV or TSV file (a header row names the fields), a local ``datasets`` directory,
+        or a hub dataset name (``stanfordnlp/sst2``, optionally ``name:split``). ``n`` keeps n records: the
+        first n, or a random sample of n when ``seed`` is given. ``text_field`` copies that field into ``text``."""
+        records, source = read_records(path)
+        if n is not None:
+            if n < 1 or n > len(records):
+                raise PromptSetError(f"asked for n={n} worlds but {source} has {len(records)} records")
+            if seed is None:
+                records = records[:n]
+            else:
+                idx = np.sort(np.random.default_rng(seed).choice(len(records), size=n, replace=False))
+                records = [records[i] for i in idx]
+            source = f"{source}[n={n}{'' if seed is None else f',seed={seed}'}]"
+        return cls.from_records(records, template, source, text_field)
+
+    # -- views
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def column(self, name: str) -> list[Any]:
+        if name not in self.records[0]:
+            raise PromptSetError(f"unknown field {name!r}; fields: {', '.join(self.records[0])}")
+        return [r.get(name) for r in self.records]
+
+    def values(self, name: str) -> list[str]:
+        """The distinct values of a field, as strings, sorted."""
+        return sorted({str(v) for v in self.column(name)})
+
+    @property
+    def prompt_set_hash(self) -> str:
+        """sha256 over the records (canonical JSON), the template text and the prompts' order."""
+        return sha256_text(json.dumps(self.records, sort_keys=True, default=str) + "\0" + self.template.text)
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "n_worlds": len(self),
+            "prompt_set_sha256": self.prompt_set_hash,
+            "template": self.template.name,
+            "template_sha256": self.template.sha256,
+            "template_text": self.template.text,
+        }
+
+    def with_vader(self, field: str = "text", prefix: str = "vader_") -> "Worlds":
+        """A copy with VADER scores of ``field`` added as ``vader_pos``, ``vader_neg``, ``vader_neu``, ``vader_compound``."""
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        sia = SentimentIntensityAnalyzer()
+        recs = []
+        for r in self.records:
+            s = sia.polarity_scores(str(r[field]))
+            recs.append({**r, **{f"{prefix}{k}": v for k, v in s.items()}})
+        return Worlds(recs, self.template, self.source)
+
+    # -- propositions
+
+    def proposition(self, spec: str | None = None, /, **equals: Any) -> Proposition:
+        """A proposition by a predicate string or keyword equalities.
+
+        ``worlds.proposition("label=positive")``, ``worlds.proposition(label="positive")``,
+        ``"label!=neutral"``, ``"score>0.5"`` (also ``>=``, ``<``, ``<=``), ``"vader_pos:top25"`` (the 25 worlds
+        with the highest value; ``bottom25`` the lowest; ties broken by world order).
+        """
+        if spec is None:
+            if len(equals) != 1:
+                raise PromptSetError("give one predicate string, or one field=value keyword")
+            (f, v), = equals.items()
+            spec = f"{f}={v}"
+        if m := _TOP.match(spec):
+            return self.top(m["field"], int(m["n"]), largest=m["dir"] == "top")
+        m = _PRED.match(spec)
+        if not m:
+            raise PromptSetError(
+                f"cannot parse proposition {spec!r}; use FIELD=VALUE, FIELD!=VALUE, FIELD>NUMBER (>=, <, <=) "
+                "or FIELD:topN / FIELD:bottomN"
+            )
+        fld, op, value = m["field"], m["op"], m["value"]
+        col = self.column(fld)
+        if op in ("=", "!="):
+            present = self.values(fld)
+            if value not in present:
+                shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
+                raise PromptSetError(f"unknown value {value!r} for field {fld!r}; values present: {shown}")
+            mask = np.array([str(v) == value for v in col])
+            mask = mask if op == "=" else ~mask
+        else:
+            nums = self._numeric(fld, col)
+            try:
+                x = float(value)
+            except ValueError:
+                raise PromptSetError(f"{spec!r}: {value!r} is not a number") from None
+            mask = {">": nums > x, ">=": nums >= x, "<": nums < x, "<=": nums <= x}[op]
+        return Proposition(f"{fld}{op}{value}", mask, f"worlds with {fld} {op} {value}")
+
+    def top(self, field: str, n: int, largest: bool = True) -> Proposition:
+        """The n worlds with the highest (or lowest) value of a numeric field (the paper ranks by VADER pos)."""
+        nums = self._numeric(field, self.column(field))
+        if not 0 < n < len(self):
+            raise TrivialPropositionError(f"top-n proposition needs 0 < n < {len(self)} worlds, got n={n}")
+        order = np.argsort(-nums if largest else nums, kind="stable")
+        mask = np.zeros(len(self), dtype=bool)
+        mask[order[:n]] = True
+        word = "top" if largest else "bottom"
+        return Proposition(f"{field}:{word}{n}", mask, f"the {n} worlds with the {'highest' if largest else 'lowest'} {field}")
+
+    def mask(self, mask: Sequence[bool] | np.ndarray, name: str = "mask") -> Proposition:
+        mask = np.asarray(mask)
+        if mask.shape != (len(self),):
+            raise PromptSetError(f"mask has shape {mask.shape}, expected ({len(self)},)")
+        return Proposition(name, mask.astype(bool), "explicit mask")
+
+    @staticmethod
+    def _numeric(name: str, col: list[Any]) -> np.ndarray:
+        try:
+            return np.array([float(v) for v in col])
+        except (TypeError, ValueError):
+            raise PromptSetError(f"field {name!r} is not numeric") from None
+
+
+# --------------------------------------------------------------------------------------------------- reading
+
+
+def read_records(spec: str | os.PathLike) -> tuple[list[dict[str, Any]], str]:
+    """Records from a file, a local ``datasets`` directory or a hub dataset name; returns (records, source)."""
+    path = Path(spec).expanduser()
+    if path.is_file():
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".json"):
+            return _read_jsonl(path), str(path)
+        if suffix in (".csv", ".tsv"):
+            return _read_delimited(path, "\t" if suffix == ".tsv" else ","), str(path)
+        raise PromptSetError(f"{path}: unsupported prompt file type {suffix!r} (use .jsonl, .csv or .tsv)")
+    if path.is_dir():
+        return _read_dataset_dir(path), str(path)
+    text = str(spec)
+    if text.startswith((".", "/", "~")) or text.endswith((".jsonl", ".json", ".csv", ".tsv")):
+        raise PromptSetError(f"prompt file {text} does not exist")
+    return _read_hub_dataset(text)
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise PromptSetError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+            if not isinstance(rec, dict):
+                raise PromptSetError(f"{path}:{i}: each line must be a JSON object, got {type(rec).__name__}")
+            records.append(rec)
+    if not records:
+        raise PromptSetError(f"{path}: no records")
+    return records
+
+
+def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise PromptSetError(f"{path}: empty file") from None
+        header = [h.strip() for h in header]
+        if len(set(header)) != len(header) or not all(header):
+            raise PromptSetError(f"{path}: the header row needs distinct, non-empty field names, got {header}")
+        records = []
+        for i, row in enumerate(reader, 2):
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise PromptSetError(f"{path}:{i}: {len(row)} columns, the header has {len(header)}")
+            records.append(dict(zip(header, row)))
+    if not records:
+        raise PromptSetError(f"{path}: no records")
+    return records
+
+
+def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except FileNotFoundError:
+        try:
+            ds = datasets.load_dataset(str(path))
+        except Exception as e:  # noqa: BLE001 - datasets raises many kinds
+            raise PromptSetError(f"{path}: not a prompt file nor a dataset directory ({e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        split = "train" if "train" in ds else next(iter(ds))
+        ds = ds[split]
+    return [dict(r) for r in ds]
+
+
+def _read_hub_dataset(spec: str) -> tuple[list[dict[str, Any]], str]:
+    """``name`` or ``name:split`` from the hub; fails within seconds when the hub cannot be reached."""
+    from steer.hub import hub_reachable
+
+    name, _, split = spec.partition(":")
+    split = split or "train"
+    if not re.match(r"^[\w.-]+(/[\w.-]+)?$", name):
+        raise PromptSetError(f"{spec!r} is neither an existing file or directory nor a hub dataset name")
+    if not hub_reachable(name, kind="dataset"):
+        raise PromptSetError(
+            f"cannot load hub dataset {name!r}: the Hugging Face hub is unreachable (offline). Pass a local file "
+            "instead: a .jsonl/.csv/.tsv with a header (e.g. ../shared/data/sst2/train.tsv with "
+            "--text-field sentence), a `datasets` directory, or the bundled prompts/sentiment.jsonl. With a "
+            "local datasets cache, set HF_HUB_OFFLINE=1 to use it."
+        )
+    import datasets
+
+    ds = datasets.load_dataset(name, split=split)
+    return [dict(r) for r in ds], f"hub:{name}:{split}"

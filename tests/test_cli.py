@@ -1,0 +1,57 @@
+"""`steer find` end to end on the bundled SmolLM2 model, offline."""
+
+import json
+
+import pytest
+
+from steer.cli import main
+from steer.neurons import NeuronSet
+from steer.record import Activations
+
+
+def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
+    out = tmp_path / "find"
+    rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n", "48", "--seed", "0",
+               "--proposition", "label=positive", "--site", "mlp", "--k", "5", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "top 5 units FOR 'label=positive'" in text and "normalize=zscore" in text
+    assert "layer  29:" in text
+    for name in ("neurons-none.json", "neurons-zscore.json", "strength_by_layer-none.png",
+                 "strength_by_layer-zscore.png", "summary.json", "activations/manifest.json"):
+        assert (out / name).is_file(), name
+    ns = NeuronSet.load(out / "neurons-none.json", model=bundled, site="mlp")
+    assert len(ns.units_for) == 5 and len(ns.units_against) == 5
+    assert ns.units_for[0].D > 0 > ns.units_against[0].D
+    acts = Activations.load(out / "activations", model=bundled)
+    assert acts.X.shape == (48, 30, 1536)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["worlds"]["template"] == "classify-2shot" and len(summary["layer_max_D"]["none"]) == 30
+
+    # reuse the recording for another proposition: no new forward passes
+    rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n", "48", "--seed", "0",
+               "--proposition", "label=negative", "--recording", str(out / "activations"), "--k", "3", "--quiet"])
+    assert rc == 0 and "AGAINST 'label=negative'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--proposition", "label=postive"], "unknown value 'postive'"),
+    (["--proposition", "label=positive", "--k", "99999999"], "larger than the"),
+    (["--proposition", "label=positive", "--layers", "40"], "unknown layer 40"),
+    (["--proposition", "label=positive", "--template", "{text} {stars}"], "missing from record 0"),
+    (["--proposition", "label=positive", "--worlds", "nope.jsonl"], "does not exist"),
+])
+def test_find_bad_input(bundled, tmp_path, capsys, args, message):
+    rc = main(["find", "--model", "bundled", "--n", "8", "--seed", "0", "--quiet", "--out", str(tmp_path / "o"), *args])
+    assert rc == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o" / "neurons-none.json").exists()
+
+
+def test_recording_from_other_worlds_is_refused(bundled, tmp_path, capsys):
+    rc = main(["find", "--model", "bundled", "--n", "8", "--seed", "0", "--quiet", "--proposition", "label=positive",
+               "--layers", "0", "--out", str(tmp_path / "a")])
+    assert rc == 0
+    rc = main(["find", "--model", "bundled", "--n", "9", "--seed", "0", "--quiet", "--proposition", "label=positive",
+               "--recording", str(tmp_path / "a" / "activations")])
+    assert rc == 2 and "other worlds" in capsys.readouterr().err
