@@ -43,7 +43,36 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--recording", default=None, help="reuse a saved recording directory instead of recording")
     f.add_argument("--out", default=None, help="directory for the artifacts and plots")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    g = sub.add_parser("generate", help="unsteered and steered continuations of a prompt, side by side")
+    g.add_argument("prompt")
+    _common_model(g)
+    _steer_options(g)
+    g.add_argument("--toward", default="positive", help="a label of the worlds (positive, negative...) or a predicate")
+    g.add_argument("--n", type=int, default=1, help="samples per prompt (seeds seed..seed+n-1)")
+
+    d = sub.add_parser("demo", help="the main job: find sentiment neurons, then steer a few prompts both ways")
+    _common_model(d)
+    _steer_options(d)
+    d.add_argument("--prompts", nargs="*", default=None, help="prompts to continue (default: a few of our own)")
     return parser
+
+
+def _steer_options(p: argparse.ArgumentParser) -> None:
+    from steer.interventions import RULES
+
+    p.add_argument("--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)")
+    p.add_argument("--template", default=None, help="template for recording the worlds (default: steer's choice)")
+    p.add_argument("--k", type=int, default=None, help="units for and against (default: steer's choice)")
+    p.add_argument("--rule", default=None, choices=RULES)
+    p.add_argument("--strength", type=float, default=None)
+    p.add_argument("--normalize", default=None, choices=list(NORMALIZATIONS))
+    p.add_argument("--site", default=None, choices=["mlp", "resid"])
+    p.add_argument("--layers", default=None, help="all, 23, 0,5,10 or 18-23 (default: steer's choice)")
+    p.add_argument("--max-new-tokens", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
 
 
 def cmd_find(args: argparse.Namespace) -> None:
@@ -66,10 +95,87 @@ def cmd_find(args: argparse.Namespace) -> None:
     print(format_find(result))
 
 
+def _steer_kwargs(args: argparse.Namespace, model) -> dict:
+    from steer.record import parse_layers
+
+    return dict(k=args.k, rule=args.rule, strength=args.strength, model=model, worlds=args.worlds,
+                template=args.template, site=args.site, normalize=args.normalize,
+                layers=None if args.layers is None else parse_layers(args.layers, model.n_layers),
+                max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, chat=args.chat)
+
+
+def _columns(title_a: str, a: str, title_b: str, b: str, width: int = 48) -> str:
+    import textwrap
+
+    la = [title_a, "-" * len(title_a)] + textwrap.wrap(a.replace("\n", " / "), width)
+    lb = [title_b, "-" * len(title_b)] + textwrap.wrap(b.replace("\n", " / "), width)
+    rows = max(len(la), len(lb))
+    la += [""] * (rows - len(la))
+    lb += [""] * (rows - len(lb))
+    return "\n".join(f"  {x:<{width}}   {y}" for x, y in zip(la, lb))
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from steer.metrics import vader_compound
+    from steer.steering import generate, get_model
+
+    model = get_model(args.model, args.dtype)
+    kw = _steer_kwargs(args, model)
+    print(f"model {model.name}; prompt: {args.prompt!r}")
+    for i in range(args.n):
+        seed = args.seed + i
+        plain = generate(args.prompt, toward=None, seed=seed, **kw)
+        steered = generate(args.prompt, toward=args.toward, seed=seed, **kw)
+        cp, cs = vader_compound([plain, steered])
+        print(f"\n[seed {seed}]")
+        print(_columns(f"unsteered (VADER {cp:+.2f})", plain, f"toward {args.toward} (VADER {cs:+.2f})", steered))
+
+
+DEMO_PROMPTS = ["The hotel was", "I just finished reading the book, and", "The weather today is",
+                "Our new neighbours are"]
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    import time
+
+    from steer.metrics import vader_compound
+    from steer.steering import SteerConfig, cached_neurons, generate, get_model, proposition_spec
+    from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+
+    t0 = time.time()
+    model = get_model(args.model, args.dtype)
+    cfg = SteerConfig()
+    kw = _steer_kwargs(args, model)
+    worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=args.template or cfg.template)
+    print(f"model {model.name} ({model.n_layers} layers); worlds: {len(worlds)} from {worlds.source} "
+          f"(template {worlds.template.name!r})")
+    for label in ("positive", "negative"):
+        ns = cached_neurons(model, worlds, proposition_spec(label), kw["site"] or cfg.site, cfg.position,
+                            kw["layers"] if kw["layers"] is not None else cfg.layers, kw["normalize"] or cfg.normalize,
+                            kw["k"] or cfg.k)
+        shown = type(ns)(ns.units_for[:5], ns.units_against[:5], ns.site, ns.normalize, 5, ns.per_layer,
+                         ns.proposition, ns.provenance)
+        print(f"\n== top 5 of {ns.k} units FOR {label!r} (site {ns.site}, normalize={ns.normalize})")
+        print(shown.table("for"))
+        print(f"== top 5 of {ns.k} units AGAINST {label!r}")
+        print(shown.table("against"))
+    rule = kw["rule"] or cfg.rule
+    print(f"\nsteering: rule {rule}, k {kw['k'] or cfg.k}, strength "
+          f"{kw['strength'] if kw['strength'] is not None else cfg.strength or 'default'}; sampled, seed {args.seed}")
+    for prompt in args.prompts or DEMO_PROMPTS:
+        outs = {t: generate(prompt, toward=t, seed=args.seed, **kw) for t in (None, "positive", "negative")}
+        scores = dict(zip(outs, vader_compound(list(outs.values()))))
+        print(f"\n>>> {prompt}")
+        for t, text in outs.items():
+            name = "unsteered" if t is None else f"toward {t}"
+            print(f"  {name:<17} (VADER {scores[t]:+.2f}): {text.strip()!r}")
+    print(f"\ndone in {time.time() - t0:.0f}s")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"find": cmd_find}[args.cmd](args)
+        {"find": cmd_find, "generate": cmd_generate, "demo": cmd_demo}[args.cmd](args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"steer {args.cmd}: error: {e}", file=sys.stderr)
         return 2

@@ -73,6 +73,18 @@ class Strengths:
     def layer_min(self) -> Tensor:
         return self.D.min(1).values
 
+    def random(self, k: int, seed: int = 0) -> "NeuronSet":
+        """A control: k random units 'for' and k other random units 'against' (same stats, random choice)."""
+        width = self.D.shape[1]
+        if not isinstance(k, int) or k < 1 or 2 * k > self.D.numel():
+            raise ValueError(f"random control needs 1 <= k <= {self.D.numel() // 2}, got {k!r}")
+        g = torch.Generator().manual_seed(seed)
+        flat = torch.randperm(self.D.numel(), generator=g)[:2 * k].tolist()
+        units = [self.unit(self.layers[i // width], i % width) for i in flat]
+        prop = {**self.proposition, "name": f"random(k={k},seed={seed}) for {self.proposition['name']}"}
+        return NeuronSet(units[:k], units[k:], self.site, self.normalize, k, False, prop, self.provenance,
+                         {"control": "random", "seed": seed})
+
     def top(self, k: int = 5, per_layer: bool = False) -> "NeuronSet":
         """The k units with the largest D (for) and the k with the smallest D (against), over all recorded
         layers, or k of each in every layer with ``per_layer=True``."""

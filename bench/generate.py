@@ -1,0 +1,73 @@
+"""Benchmark: steered generation tokens/s over unsteered tokens/s on the same batch (target >= 0.95).
+
+Both runs call TransformerBridge.generate on the same left-padded batch with the KV cache, greedy, a fixed
+number of new tokens (no stop at EOS, so both produce exactly the same number of tokens); the steered run
+does it inside a Steerer (the default rule on k units for "positive" from the default prompt set, over all
+layers). Each measurement is the best of --repeats, alternating unsteered and steered. Batch 1 and 8, fp32
+and bf16. Prints the ratios measured in this one run.
+
+    python bench/generate.py                      # the bundled SmolLM2-135M-Instruct
+    python bench/generate.py --model FILE.gguf
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import torch
+
+from steer.cli import DEMO_PROMPTS
+from steer.models import load_model
+from steer.steering import SteerConfig, Steerer, cached_neurons, proposition_spec
+from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+
+
+@torch.inference_mode()
+def timed_generate(model, ids, mask, new_tokens):
+    t = time.perf_counter()
+    model.bridge.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, do_sample=False, stop_at_eos=False,
+                          verbose=False, return_type="tokens")
+    return time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="bundled")
+    ap.add_argument("--batches", default="1,8")
+    ap.add_argument("--dtypes", default="float32,bfloat16")
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--k", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    cfg = SteerConfig()
+    rows = []
+    for dtype in args.dtypes.split(","):
+        model = load_model(args.model, dtype=dtype)
+        worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
+        ns = cached_neurons(model, worlds, proposition_spec("positive"), cfg.site, cfg.position, cfg.layers,
+                            cfg.normalize, args.k or cfg.k, progress=False)
+        steerer = Steerer(model, ns, rule=cfg.rule, strength=cfg.strength)
+        for bs in map(int, args.batches.split(",")):
+            prompts = (DEMO_PROMPTS * bs)[:bs]
+            ids, mask = model.tokenize(prompts)
+            timed_generate(model, ids, mask, 4)  # warm-up
+            plain, steered = [], []
+            for _ in range(args.repeats):
+                plain.append(timed_generate(model, ids, mask, args.new_tokens))
+                with steerer:
+                    steered.append(timed_generate(model, ids, mask, args.new_tokens))
+            n = bs * args.new_tokens
+            rows.append((dtype, bs, n / min(plain), n / min(steered)))
+    print(f"\ngeneration benchmark: {args.new_tokens} new tokens, greedy, KV cache, rule {cfg.rule}, "
+          f"k {args.k or cfg.k} for / against, {torch.get_num_threads()} threads, best of {args.repeats}")
+    print(f"{'dtype':>9} {'batch':>5} {'unsteered tok/s':>15} {'steered tok/s':>13} {'ratio':>6}")
+    for dtype, bs, p, s in rows:
+        print(f"{dtype:>9} {bs:>5} {p:>15.1f} {s:>13.1f} {s / p:>6.3f}")
+    print(f"model: {model.name}; ratio = steered tok/s / unsteered tok/s (target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()
