@@ -38,11 +38,12 @@ def run_config(model, strengths, k, layers, rule, strength, prompts, seeds, max_
     """Mean compound toward positive and negative, and the pooled steered perplexity."""
     out = {}
     conts_all, prompts_all = [], []
-    for direction in ("positive", "negative"):
+    for i, direction in enumerate(("positive", "negative")):
         s = strengths[direction]
         if layers is not None:
             s = restrict(s, layers)
-        ns = s.top(k) if control_seed is None else s.random(k, seed=control_seed)
+        # the control draws different random units for the two directions (the same units would make sep 0)
+        ns = s.top(k) if control_seed is None else s.random(k, seed=control_seed + i)
         st = Steerer(model, ns, rule=rule, strength=strength, toward=True)
         conts = []
         for seed in seeds:
@@ -82,7 +83,9 @@ def main():
     ap.add_argument("--layer-sets", default="all", help="semicolon list of layer specs, e.g. 'all;0-9;10-19;20-29'")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--prompts", type=int, default=24)
-    ap.add_argument("--max-new-tokens", type=int, default=24)
+    ap.add_argument("--prompt-set", default="dev", choices=["dev", "test"],
+                    help="prompts/steering_dev.jsonl (choose settings) or steering_test.jsonl (report them)")
+    ap.add_argument("--max-new-tokens", type=int, default=20)
     ap.add_argument("--control", action="store_true", help="also run the random-unit control per configuration")
     ap.add_argument("--out", default=None, help="write the rows as JSON lines here")
     args = ap.parse_args()
@@ -93,7 +96,7 @@ def main():
     t = time.time()
     acts = record(model, worlds, site=args.site, position=args.position, batch_size=32, progress=False)
     print(f"recorded {len(worlds)} worlds in {time.time() - t:.0f}s", flush=True)
-    prompts = [json.loads(line)["text"] for line in open(PROMPTS_DIR / "steering_dev.jsonl")][:args.prompts]
+    prompts = [json.loads(line)["text"] for line in open(PROMPTS_DIR / f"steering_{args.prompt_set}.jsonl")][:args.prompts]
     seeds = list(range(args.seeds))
     base = []
     for seed in seeds:

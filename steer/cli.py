@@ -37,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--position", default="last", choices=["last", "mean"])
     f.add_argument("--k", type=int, default=5)
     f.add_argument("--per-layer", action="store_true", help="top-k in every layer instead of over all layers")
-    f.add_argument("--normalize", default="both", choices=["both", *NORMALIZATIONS],
-                   help="D on raw activations (none, the paper), per-unit z-scores (zscore), or both (default)")
+    f.add_argument("--normalize", default="all", choices=["all", *NORMALIZATIONS],
+                   help="D on raw activations (none, the paper), per-unit z-scores (zscore), per-unit normal scores "
+                        "of the ranks (rank), or all three (default)")
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--recording", default=None, help="reuse a saved recording directory instead of recording")
     f.add_argument("--out", default=None, help="directory for the artifacts and plots")
@@ -85,7 +86,7 @@ def cmd_find(args: argparse.Namespace) -> None:
     worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=args.template, text_field=args.text_field,
                               n=args.n, seed=args.seed)
     layers = parse_layers(args.layers, model.n_layers)
-    norms = NORMALIZATIONS if args.normalize == "both" else (args.normalize,)
+    norms = NORMALIZATIONS if args.normalize == "all" else (args.normalize,)
     print(f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
           f"template {worlds.template.name!r}, site {args.site}, position {args.position}, layers {args.layers}",
           flush=True)

@@ -35,7 +35,7 @@ from torch import Tensor
 
 RULES = ("paper", "scale", "mean-ablate", "additive", "clamp")
 POSITIONS = ("all", "prompt", "generated", "last-prompt")
-DEFAULT_STRENGTH = {"paper": 5.0, "scale": 2.0, "mean-ablate": 1.0, "additive": 8.0, "clamp": 1.0}
+DEFAULT_STRENGTH = {"paper": 5.0, "scale": 2.0, "mean-ablate": 1.0, "additive": 3.0, "clamp": 1.0}
 # The paper's named settings: (rule, strength, toward).
 PAPER_SETTINGS = {
     "pos2neg": ("paper", 5.0, False),  # with the neuron set of A+ (top-25 VADER pos)
@@ -131,19 +131,48 @@ def position_mask(which: str, start: int, n_pos: int, prompt_len: int) -> Tensor
 
 def make_hook(key: str, plan: LayerPlan, rule: str, strength: float, toward: bool, positions: str,
               tracker: PositionTracker, on_call: Callable[[str, int, int], None] | None = None):
-    """A TransformerLens forward hook rewriting ``plan``'s units of an activation [batch, pos, units]."""
+    """A TransformerLens forward hook rewriting ``plan``'s units of an activation [batch, pos, units].
+
+    Fast paths (generation calls this once per layer per token): ``additive`` adds one precomputed dense
+    vector; ``mean-ablate``/``scale``/``clamp`` write precomputed constants; ``paper`` needs the current
+    values and goes through :func:`rewrite`. Tensors are converted to the activation's device/dtype once."""
     index = plan.index
+    n_units = index.numel()
+    cache: dict[tuple, tuple[Tensor, Tensor]] = {}
+    constant_rule = rule in ("mean-ablate", "scale", "clamp")
+
+    def prepared(act: Tensor) -> tuple[Tensor, Tensor]:
+        k = (act.device, act.dtype, act.shape[-1])
+        if k not in cache:
+            idx = index.to(act.device)
+            if rule == "additive":
+                delta = rewrite(rule, torch.zeros(n_units), plan, strength, toward)
+                dense = torch.zeros(act.shape[-1]).index_add_(0, index, delta)
+                cache[k] = (idx, dense.to(act.device, act.dtype))
+            elif constant_rule:
+                cache[k] = (idx, rewrite(rule, torch.zeros(n_units), plan, strength, toward).to(act.device, act.dtype))
+            else:
+                cache[k] = (idx, torch.empty(0))
+        return cache[k]
 
     def hook(act: Tensor, hook=None) -> Tensor:
         start, prompt_len = tracker.positions(key, act.shape[1])
         if on_call is not None:
             on_call(key, start, act.shape[1])
-        if strength == 0 or index.numel() == 0:
+        if strength == 0 or n_units == 0:
+            return act
+        idx, pre = prepared(act)
+        if positions == "all":
+            if rule == "additive":
+                act.add_(pre)
+            elif constant_rule:
+                act[..., idx] = pre
+            else:
+                act[..., idx] = rewrite(rule, act[..., idx].float(), plan, strength, toward).to(act.dtype)
             return act
         mask = position_mask(positions, start, act.shape[1], prompt_len).to(act.device)
         if not mask.any():
             return act
-        idx = index.to(act.device)
         old = act[..., idx]
         new = rewrite(rule, old.float(), plan, strength, toward).to(act.dtype)
         act[..., idx] = torch.where(mask[None, :, None], new, old)

@@ -144,16 +144,46 @@ def generate_text(model: Any, prompts: str | Sequence[str], max_new_tokens: int 
 class SteerConfig:
     """How ``steer.generate`` finds and applies neurons when the caller does not say.
 
-    Chosen by measurement (bench/sweep_steering.py); see the module docs of steer.defaults."""
+    Chosen by measurement with ``bench/sweep_steering.py`` on the bundled SmolLM2-135M-Instruct (fp32), the
+    worlds of ``prompts/sentiment.jsonl`` (plain template, MLP activations averaged over each sentence's
+    tokens), and 24 neutral openings of ``prompts/steering_dev.jsonl`` x 2 seeds, 20 sampled tokens
+    (temperature 1, top-p 0.9). sep = (mean VADER compound toward positive - toward negative) / 2; ppl =
+    perplexity of the steered text under the unsteered model (unsteered: compound +0.10, ppl 14.7). The random
+    control uses the same k, rule and strength on random units.
+
+    ==========================  =====  =====  =====  ==========  =====================================
+    selection (D), rule          k      str    sep    ppl         random control: sep / ppl
+    ==========================  =====  =====  =====  ==========  =====================================
+    raw D, additive (*)          50     4      -0.04  502,000     (text destroyed: raw D picks the
+                                                                  units with huge activations)
+    z-scored D, additive         50     4      -0.00  15.8
+    z-scored D, additive         300    4      +0.11  21.0
+    z-scored D, additive         500    3      +0.10  19.7
+    raw D, additive              500    3      -0.01  163,500     (text destroyed)
+    rank D, additive             300    4      +0.20  24.5        +0.02 / 18.8
+    rank D, additive             300    6      +0.40  46.7        -0.02 / 25.4
+    rank D, additive **(chosen)** 500   3      +0.29  22.6        -0.01 / 15.9
+    rank D, additive             500    5      +0.45  40.7        -0.08 / 23.1
+    rank D, additive             1000   2      +0.20  25.7        +0.03 / 37.5
+    rank D, additive             3000   2      +0.42  80.6        -0.02 / 100.0
+    rank D, clamp (mean_A)       300    1-3    <0.03  16-19
+    rank D, additive, layers     300    4      0-14: +0.20 / 27.7; 15-29: +0.12 / 22.4; 8-22: +0.01 / 19.5
+    ==========================  =====  =====  =====  ==========  =====================================
+
+    Few units do nothing at a fluency-preserving strength; many units with a moderate push do. Raw and
+    z-scored D rank units by their most extreme worlds (outliers); rank D (normal scores) rewards units that
+    shift consistently, and its units steer. Whole-model selection beat every layer range tried.
+    (*) measured on 12 prompts x 1 seed, 24 tokens.
+    """
 
     template: str = "plain"
     site: str = "mlp"
     position: str = "mean"
     layers: tuple[int, ...] | None = None
-    normalize: str = "zscore"
-    k: int = 50
+    normalize: str = "rank"
+    k: int = 500
     rule: str = "additive"
-    strength: float | None = None
+    strength: float | None = 3.0
 
 
 _MODELS: dict[tuple[str, str], Any] = {}
@@ -176,32 +206,44 @@ def proposition_spec(toward: str) -> str:
     return toward if any(op in toward for op in ("=", "<", ">", ":")) else f"label={toward}"
 
 
-def cached_neurons(model: Any, worlds: Any, proposition: str, site: str, position: str, layers: Sequence[int] | None,
-                   normalize: str, k: int, progress: bool = True) -> NeuronSet:
-    """The top-k neuron set, computed once and cached on disk under a key of its full provenance (model
-    identity, prompt-set hash, template, site, position, layers, proposition, normalization, k). The
-    recording itself is cached too (per model, worlds, site, position, layers), so other propositions,
-    normalizations and k reuse it."""
-    from steer.artifacts import ArtifactMismatchError
+def _recording_key(model: Any, worlds: Any, site: str, position: str, layers: list[int]) -> dict:
+    return {"model": model.identity, "worlds": worlds.prompt_set_hash, "template": worlds.template.sha256,
+            "site": site, "position": position, "layers": layers}
+
+
+def cached_recording(model: Any, worlds: Any, site: str, position: str, layers: Sequence[int] | None,
+                     progress: bool = True) -> Any:
+    """The recording of ``worlds`` at ``site``/``position``/``layers``, made once and cached on disk under a key
+    of the model identity, prompt-set hash, template, site, position and layers."""
     from steer.models import cache_dir
     from steer.record import Activations, record, resolve_layers
 
     layers = resolve_layers(layers, model.n_layers)
-    base = {"model": model.identity, "worlds": worlds.prompt_set_hash, "template": worlds.template.sha256,
-            "site": site, "position": position, "layers": layers}
-    rec_key = _key(base)
-    full_key = _key({**base, "proposition": proposition, "normalize": normalize, "k": k})
-    path = cache_dir() / "neurons" / f"{full_key}.json"
+    rec_dir = cache_dir() / "recordings" / _key(_recording_key(model, worlds, site, position, layers))
+    if (rec_dir / "manifest.json").is_file():
+        return Activations.load(rec_dir, model=model, site=site)
+    return record(model, worlds, site=site, layers=layers, position=position, out=rec_dir, progress=progress)
+
+
+def cached_neurons(model: Any, worlds: Any, proposition: str, site: str, position: str, layers: Sequence[int] | None,
+                   normalize: str, k: int, progress: bool = True) -> NeuronSet:
+    """The top-k neuron set, computed once and cached on disk under a key of its full provenance (model
+    identity, prompt-set hash, template, site, position, layers, proposition, normalization, k). The
+    recording is cached too (:func:`cached_recording`), so other propositions, normalizations and k reuse it."""
+    from steer.artifacts import ArtifactMismatchError
+    from steer.models import cache_dir
+    from steer.record import resolve_layers
+
+    layers = resolve_layers(layers, model.n_layers)
+    key = _key({**_recording_key(model, worlds, site, position, layers), "proposition": proposition,
+                "normalize": normalize, "k": k})
+    path = cache_dir() / "neurons" / f"{key}.json"
     if path.is_file():
         try:
             return NeuronSet.load(path, model=model, site=site)
         except ArtifactMismatchError:
             pass  # stale: recompute below
-    rec_dir = cache_dir() / "recordings" / rec_key
-    if (rec_dir / "manifest.json").is_file():
-        acts = Activations.load(rec_dir, model=model, site=site)
-    else:
-        acts = record(model, worlds, site=site, layers=layers, position=position, out=rec_dir, progress=progress)
+    acts = cached_recording(model, worlds, site, position, layers, progress)
     ns = acts.strength(worlds.proposition(proposition), normalize=normalize).top(k)
     ns.save(path)
     return ns

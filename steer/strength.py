@@ -11,8 +11,15 @@ With uniform b this is 1/2 * (logmeanexp_A x - logmeanexp_{A^c} x). Everything i
 in float64, so activations in the thousands stay finite. Every function takes ``X`` with the worlds on the
 first axis and any unit shape after it, and returns one value per unit.
 
-D is shift invariant but NOT scale invariant: units with huge activations get huge |D|. ``normalize="zscore"``
-standardises each unit over the worlds first (mean 0, std 1), which makes the ranking scale-free.
+D is shift invariant but NOT scale invariant: units with huge activations get huge |D|. Normalizations:
+
+- ``"none"``: D on the raw activations (the paper).
+- ``"zscore"``: each unit standardised over the worlds first (mean 0, std 1): scale-free. Because D is a
+  difference of log-mean-exps, it is still dominated by each unit's most extreme worlds, so it favours units
+  with rare outliers in A over units that shift consistently.
+- ``"rank"``: each unit replaced by its normal scores over the worlds, Phi^-1((rank + 1/2) / N) with tied
+  values sharing their average rank: scale-free, invariant to any increasing transform of a unit, and bounded
+  (|score| <= Phi^-1(1 - 1/2N)), so D rewards units that shift consistently on A. Needs all of X in memory.
 
 Because LSE is mergeable (``logaddexp``) and means/variances are mergeable (Chan et al.), strengths can be
 computed shard by shard over the worlds without ever holding all of X: see :func:`strength_from_shards`.
@@ -28,8 +35,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-Normalize = Literal["none", "zscore"]
-NORMALIZATIONS: tuple[str, ...] = ("none", "zscore")
+NORMALIZATIONS: tuple[str, ...] = ("none", "zscore", "rank")
+Normalize = Literal["none", "zscore", "rank"]
 
 
 class TrivialPropositionError(ValueError):
@@ -141,6 +148,21 @@ def _zscore(X: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return torch.where(std > 0, (X - mean) / safe, torch.zeros_like(X))
 
 
+def normal_scores(X: Float[Tensor, "worlds units"]) -> Float[Tensor, "worlds units"]:
+    """Per column: Phi^-1((average rank + 1/2) / N), ranks from 0; tied values share their average rank."""
+    n, u = X.shape
+    sorted_x, order = torch.sort(X, dim=0, stable=True)
+    new_group = torch.ones_like(sorted_x, dtype=torch.bool)
+    new_group[1:] = sorted_x[1:] != sorted_x[:-1]
+    group = torch.cumsum(new_group, 0) - 1 + torch.arange(u) * n  # unique group ids across columns
+    pos = torch.arange(n, dtype=torch.float64)[:, None].expand(n, u)
+    total = torch.zeros(n * u, dtype=torch.float64).scatter_add_(0, group.reshape(-1), pos.reshape(-1))
+    count = torch.zeros(n * u, dtype=torch.float64).scatter_add_(0, group.reshape(-1), torch.ones(n * u, dtype=torch.float64))
+    avg_sorted = (total / count.clamp_min(1))[group]
+    ranks = torch.empty_like(avg_sorted).scatter_(0, order, avg_sorted)
+    return torch.special.ndtri((ranks + 0.5) / n)
+
+
 def _masked_lse(Z: Tensor, mask: Tensor) -> Tensor:
     if not mask.any():
         return torch.full(Z.shape[1:], -torch.inf, dtype=Z.dtype)
@@ -159,7 +181,8 @@ def strength_from_shards(
     """D for every unit, streaming X shard by shard over the worlds (rows in world order).
 
     ``shards`` is a zero-argument callable returning a fresh iterable of row blocks ``X[i:j]`` (each
-    [rows, *units]); it is called once for ``normalize="none"`` and twice for ``"zscore"`` (moments first).
+    [rows, *units]); it is called once for ``normalize="none"``, twice for ``"zscore"`` (moments first) and
+    twice for ``"rank"`` (which concatenates the shards: ranks need whole columns).
     Returns D and the per-unit stats, both with the unit shape, in float64.
     """
     if normalize not in NORMALIZATIONS:
@@ -191,6 +214,11 @@ def strength_from_shards(
     if moments is None or start != n:
         raise ValueError(f"shards hold {start} rows but the proposition has {n} worlds")
 
+    if normalize == "rank":
+        Xall = torch.cat([_flat(torch.as_tensor(sh))[0] for sh in shards()], 0)
+        Z = normal_scores(Xall) + logb[:, None]
+        lse_a, lse_c = _masked_lse(Z, A), _masked_lse(Z, ~A)
+        del Xall, Z
     if normalize == "zscore":
         mean, std = moments.mean, moments.std
         start = 0

@@ -60,6 +60,20 @@ def test_strength_zero_is_identity(rule):
     assert rewrite(rule, a, plan(), 0.0, True) is a
 
 
+@pytest.mark.parametrize("rule", ["paper", "scale", "mean-ablate", "additive", "clamp"])
+@pytest.mark.parametrize("toward", [True, False])
+def test_hook_fast_paths_equal_the_reference_rule(rule, toward):
+    from steer.interventions import make_hook
+
+    act = torch.randn(2, 4, 5)
+    p = plan()
+    want = act.clone()
+    want[..., p.index] = rewrite(rule, act[..., p.index], p, 3.0, toward)
+    for positions in ("all", "prompt"):  # "prompt" on a prompt pass rewrites every position, the slow way
+        got = make_hook("L0", p, rule, 3.0, toward, positions, PositionTracker())(act.clone())
+        torch.testing.assert_close(got, want)
+
+
 def test_plans_group_units_by_layer():
     u = lambda layer, i: Unit(layer, i, 1.0, 0.0, 1.0, 0.5, -0.5)  # noqa: E731
     plans = build_plans([u(3, 7), u(1, 2)], [u(3, 1)])

@@ -86,7 +86,7 @@ def test_group_is_strength_of_the_summed_vector(case):
     assert group_strength(X, A, [0]) == pytest.approx(doxastic_strength(X[:, 0], A).item(), abs=1e-12)
 
 
-@given(worlds_case(), st.integers(1, 7), st.sampled_from(["none", "zscore"]))
+@given(worlds_case(), st.integers(1, 7), st.sampled_from(["none", "zscore", "rank"]))
 def test_sharded_equals_whole(case, n_shards, normalize):
     X, A, prior = case
     whole, stats = strength_from_shards(lambda: [X], A, prior, normalize)
@@ -107,6 +107,39 @@ def test_zscore_is_scale_and_shift_free(case, a, c):
     )
 
 
+@given(worlds_case(), st.sampled_from(["exp", "cube", "affine"]))
+def test_rank_is_invariant_to_increasing_transforms(case, f):
+    X, A, _ = case
+    g = {"exp": torch.exp, "cube": lambda x: x**3, "affine": lambda x: 7 * x - 3}[f]
+    torch.testing.assert_close(doxastic_strength(g(X), A, normalize="rank"), doxastic_strength(X, A, normalize="rank"))
+
+
+def test_normal_scores_share_ranks_on_ties():
+    from steer.strength import normal_scores
+
+    X = torch.tensor([[1.0, 5.0], [1.0, 3.0], [1.0, 3.0], [2.0, 0.0]], dtype=torch.float64)
+    Z = normal_scores(X)
+    assert torch.equal(Z[0, 0], Z[1, 0]) and torch.equal(Z[1, 0], Z[2, 0]) and Z[3, 0] > Z[0, 0]
+    assert torch.equal(Z[1, 1], Z[2, 1])
+    ranks = torch.tensor([3.0, 1.5, 1.5, 0.0])  # average ranks of column 1
+    torch.testing.assert_close(Z[:, 1], torch.special.ndtri((ranks + 0.5) / 4).double())
+    # a constant unit says nothing for or against any proposition
+    A = torch.tensor([True, False, True, False])
+    assert doxastic_strength(torch.ones(4, 3), A, normalize="rank").abs().max().item() == 0.0
+
+
+def test_rank_prefers_a_consistent_shift_to_a_single_outlier():
+    A = torch.arange(40) < 20
+    g = torch.Generator().manual_seed(0)
+    consistent = torch.randn(40, generator=g) + 1.5 * A
+    outlier = torch.randn(40, generator=g) * 0.1
+    outlier[0] = 50.0  # one extreme world in A
+    X = torch.stack([consistent, outlier], 1)
+    z, r = doxastic_strength(X, A, normalize="zscore"), doxastic_strength(X, A, normalize="rank")
+    assert z[1] > z[0]  # z-scored D is won by the outlier
+    assert r[0] > r[1]  # rank D by the consistent unit
+
+
 def test_raw_strength_is_not_scale_invariant():
     A = torch.tensor([True, False, False, True])
     x = torch.tensor([1.0, 0.0, 0.5, 2.0])
@@ -117,7 +150,7 @@ def test_huge_activations_stay_finite():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(64, 8, generator=g) * 3000 + 5000
     A = torch.arange(64) < 20
-    for normalize in ("none", "zscore"):
+    for normalize in ("none", "zscore", "rank"):
         D = doxastic_strength(X.float(), A, normalize=normalize)
         assert torch.isfinite(D).all()
     # a unit that is +2000 on A and -2000 off A speaks for A with strength 2000
