@@ -16,41 +16,16 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import threading
 import time
 
 import numpy as np
 import torch
 
+from common import PeakRSS
+
 from steer.models import load_model
 from steer.record import parse_layers, record
 from steer.worlds import DEFAULT_PROMPT_SET, Worlds
-
-
-class PeakRSS:
-    """Peak resident memory above the starting level, sampled in a thread."""
-
-    def __enter__(self):
-        self.page = os.sysconf("SC_PAGE_SIZE")
-        self.base = self.peak = self._rss()
-        self.stop = False
-        self.t = threading.Thread(target=self._watch, daemon=True)
-        self.t.start()
-        return self
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _watch(self):
-        while not self.stop:
-            self.peak = max(self.peak, self._rss())
-            time.sleep(0.005)
-
-    def __exit__(self, *exc):
-        self.stop = True
-        self.t.join()
-        self.extra_mb = (self.peak - self.base) / 2**20
 
 
 class _Stop(Exception):

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "of the ranks (rank), or all three (default)")
     f.add_argument("--batch-size", type=int, default=16)
     f.add_argument("--recording", default=None, help="reuse a saved recording directory instead of recording")
+    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for stability (0: none)")
+    f.add_argument("--alpha", type=float, default=0.1, help="interval / prediction-set level")
+    f.add_argument("--bootstrap-seed", type=int, default=0)
     f.add_argument("--out", default=None, help="directory for the artifacts and plots")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -92,7 +95,8 @@ def cmd_find(args: argparse.Namespace) -> None:
           flush=True)
     result = find_neurons(model, worlds, args.proposition, site=args.site, layers=layers, position=args.position,
                           k=args.k, per_layer=args.per_layer, normalizations=norms, batch_size=args.batch_size,
-                          out=args.out, recording=args.recording, progress=not args.quiet)
+                          out=args.out, recording=args.recording, progress=not args.quiet,
+                          bootstrap=args.bootstrap, alpha=args.alpha, bootstrap_seed=args.bootstrap_seed)
     print(format_find(result))
 
 

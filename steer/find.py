@@ -9,8 +9,9 @@ from typing import Any
 
 from steer.artifacts import ArtifactMismatchError, write_json_atomic
 from steer.neurons import NeuronSet, Strengths
-from steer.plots import plot_strength_by_layer
+from steer.plots import plot_stability, plot_strength_by_layer
 from steer.record import Activations, record, site_width
+from steer.stability import bootstrap_neurons
 from steer.strength import NORMALIZATIONS
 from steer.worlds import Worlds
 
@@ -41,11 +42,18 @@ def find_neurons(
     out: str | os.PathLike | None = None,
     recording: str | os.PathLike | None = None,
     progress: bool = True,
+    bootstrap: int = 200,
+    alpha: float = 0.1,
+    bootstrap_seed: int = 0,
 ) -> FindResult:
     """Record (or reuse ``recording``), compute D for ``proposition`` under each normalization, select top-k.
 
-    With ``out`` it writes ``activations/``, ``neurons-<normalize>.json``, ``strength_by_layer-<normalize>.png``
-    and ``summary.json``."""
+    With ``bootstrap`` > 0 (and a whole-model set) every neuron set also gets its stability over that many
+    stratified bootstrap resamples of the worlds (steer.stability): D intervals, top-k inclusion frequencies,
+    Jaccard stability and the prediction set, stored in the neuron set with K and seed.
+
+    With ``out`` it writes ``activations/``, ``neurons-<normalize>.json``, ``strength_by_layer-<normalize>.png``,
+    ``stability-<normalize>.png`` and ``summary.json``."""
     if needs_vader(worlds, proposition):
         worlds = worlds.with_vader()
     prop = worlds.proposition(proposition)
@@ -66,9 +74,13 @@ def find_neurons(
         s = acts.strength(prop, normalize=norm)
         strengths[norm] = s
         neurons[norm] = s.top(k, per_layer=per_layer)
+        if bootstrap > 0 and not per_layer:
+            bootstrap_neurons(acts, prop, neurons[norm], K=bootstrap, alpha=alpha, seed=bootstrap_seed)
         if out is not None:
             neurons[norm].save(out / f"neurons-{norm}.json")
             plot_strength_by_layer(s, out / f"strength_by_layer-{norm}.png")
+            if "stability" in neurons[norm].extra:
+                plot_stability(neurons[norm], out / f"stability-{norm}.png")
     if out is not None:
         write_json_atomic(out / "summary.json", {
             "model": model.provenance, "worlds": worlds.provenance, "proposition": strengths[normalizations[0]].proposition,
@@ -88,6 +100,12 @@ def format_find(result: FindResult) -> str:
         lines.append(ns.table("for"))
         lines.append(f"== top {ns.k} units AGAINST {prop['name']!r}, normalize={norm}")
         lines.append(ns.table("against"))
+        if "stability" in ns.extra:
+            st = ns.extra["stability"]
+            pset = ", ".join(f"L{p['unit'][0]}.{p['unit'][1]} ({p['share']:.2f})" for p in st["prediction_set_for"])
+            lines.append(f"   stability over K={st['K']} bootstrap resamples (seed {st['seed']}): mean Jaccard of "
+                         f"the top-{ns.k} sets {st['jaccard_for']:.2f} (for), {st['jaccard_against']:.2f} (against); "
+                         f"prediction set for the top unit at alpha={st['alpha']}: {pset}")
     s = next(iter(result.strengths.values()))
     lines.append("\nmax / min D per layer (normalize=" + ", ".join(result.strengths) + "):")
     for j, layer in enumerate(s.layers):

@@ -135,11 +135,20 @@ class NeuronSet:
         check_model(self.model_identity, model, "neuron set")
 
     def table(self, direction: str = "for") -> str:
+        """A text table of the units; with stability results, the bootstrap D interval and top-k frequency."""
         units = self.units_for if direction == "for" else self.units_against
+        stab = self.extra.get("stability", {}).get(f"units_{direction}")
         head = f"{'rank':>4} {'layer':>5} {'unit':>6} {'D':>9} {'mean m':>9} {'mean A':>9} {'mean ~A':>9} {'std':>8}"
+        if stab:
+            head += f" {'D interval':>19} {'top-k freq':>10}"
         lines = [head]
         for r, u in enumerate(units, 1):
-            lines.append(f"{r:>4} {u.layer:>5} {u.index:>6} {u.D:>9.4f} {u.mean:>9.4f} {u.mean_a:>9.4f} {u.mean_c:>9.4f} {u.std:>8.4f}")
+            line = f"{r:>4} {u.layer:>5} {u.index:>6} {u.D:>9.4f} {u.mean:>9.4f} {u.mean_a:>9.4f} {u.mean_c:>9.4f} {u.std:>8.4f}"
+            if stab:
+                s = stab[r - 1]
+                interval = "[{:.3f}, {:.3f}]".format(s["D_lo"], s["D_hi"])
+                line += f" {interval:>19} {s['freq']:>10.2f}"
+            lines.append(line)
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:

@@ -177,3 +177,42 @@ def planted(n_worlds: int = 400, n_units: int = 200, n_a: int = 100, planted_for
     X[A.nonzero()[:, 0][:, None], torch.tensor(units_for)] += effect
     X[A.nonzero()[:, 0][:, None], torch.tensor(units_against)] -= effect
     return X, A, units_for, units_against
+
+
+# ------------------------------------------------------------------------------------ neuron-set summary
+
+
+def summarize(res: Bootstrap, neurons, layers: list[int], width: int) -> dict:
+    """What a neuron set stores about its stability: per reported unit the D interval and top-k inclusion
+    frequency, the mean Jaccard of resampled top-k sets with the reported ones, and the prediction set."""
+    def flat(u) -> int:
+        return layers.index(u.layer) * width + u.index
+
+    def unit_of(i: int) -> list[int]:
+        return [layers[i // width], i % width]
+
+    out = {"K": res.K, "seed": res.seed, "alpha": res.alpha, "k": res.k, "normalize": res.normalize,
+           "interval": f"percentile {100 * res.alpha / 2:g}-{100 * (1 - res.alpha / 2):g}"}
+    for side, units, freq, against in (("for", neurons.units_for, res.freq_for, False),
+                                       ("against", neurons.units_against, res.freq_against, True)):
+        idx = [flat(u) for u in units]
+        out[f"units_{side}"] = [{"layer": u.layer, "index": u.index, "freq": float(freq[i]),
+                                 "D_lo": float(res.D_lo[i]), "D_hi": float(res.D_hi[i])} for u, i in zip(units, idx)]
+        out[f"jaccard_{side}"] = float(res.jaccard(idx, against=against).mean())
+    out["prediction_set_for"] = [{"unit": unit_of(i), "share": s} for i, s in res.prediction_set()]
+    return out
+
+
+def bootstrap_neurons(acts, proposition, neurons, K: int = 200, alpha: float = 0.1, seed: int = 0,
+                      progress: bool = False) -> dict:
+    """Bootstrap a recording for a proposition at the neuron set's k and normalization; store the summary in
+    ``neurons.extra["stability"]`` and return it."""
+    if neurons.per_layer:
+        raise ValueError("stability is computed for whole-model neuron sets (per_layer=False)")
+    X = acts.X
+    width = X.shape[2]
+    res = bootstrap(X.reshape(X.shape[0], -1), np.asarray(proposition.mask), K=K, k=neurons.k, alpha=alpha,
+                    seed=seed, normalize=neurons.normalize, progress=progress)
+    summary = summarize(res, neurons, list(acts.layers), width)
+    neurons.extra["stability"] = summary
+    return summary

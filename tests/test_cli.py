@@ -17,12 +17,19 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
     assert rc == 0
     assert "top 5 units FOR 'label=positive'" in text and "normalize=zscore" in text
     assert "layer  29:" in text
-    for name in ("neurons-none.json", "neurons-zscore.json", "strength_by_layer-none.png",
-                 "strength_by_layer-zscore.png", "summary.json", "activations/manifest.json"):
+    for norm in ("none", "zscore", "rank"):
+        for name in (f"neurons-{norm}.json", f"strength_by_layer-{norm}.png", f"stability-{norm}.png"):
+            assert (out / name).is_file(), name
+    for name in ("summary.json", "activations/manifest.json"):
         assert (out / name).is_file(), name
+    assert "D interval" in text and "top-k freq" in text and "prediction set for the top unit" in text
     ns = NeuronSet.load(out / "neurons-none.json", model=bundled, site="mlp")
     assert len(ns.units_for) == 5 and len(ns.units_against) == 5
     assert ns.units_for[0].D > 0 > ns.units_against[0].D
+    st = ns.extra["stability"]
+    assert (st["K"], st["seed"], st["alpha"]) == (200, 0, 0.1)
+    assert all(0 <= u["freq"] <= 1 and u["D_lo"] <= u["D_hi"] for u in st["units_for"] + st["units_against"])
+    assert 0 <= st["jaccard_for"] <= 1 and sum(p["share"] for p in st["prediction_set_for"]) >= 0.9
     acts = Activations.load(out / "activations", model=bundled)
     assert acts.X.shape == (48, 30, 1536)
     summary = json.loads((out / "summary.json").read_text())
@@ -30,7 +37,8 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
 
     # reuse the recording for another proposition: no new forward passes
     rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n", "48", "--seed", "0",
-               "--proposition", "label=negative", "--recording", str(out / "activations"), "--k", "3", "--quiet"])
+               "--proposition", "label=negative", "--recording", str(out / "activations"), "--k", "3", "--quiet",
+               "--bootstrap", "0"])
     assert rc == 0 and "AGAINST 'label=negative'" in capsys.readouterr().out
 
 
