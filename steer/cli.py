@@ -48,6 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", default=None, help="directory for the artifacts and plots")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    t = sub.add_parser("stability", help="how stable and trustworthy are the units found for a proposition?")
+    _common_model(t)
+    _common_worlds(t)
+    t.add_argument("--proposition", required=True)
+    t.add_argument("--site", default="mlp", choices=["mlp", "resid"])
+    t.add_argument("--layers", default="all")
+    t.add_argument("--position", default="last", choices=["last", "mean"])
+    t.add_argument("--k", type=int, default=5)
+    t.add_argument("--normalize", default="rank", choices=list(NORMALIZATIONS))
+    t.add_argument("--K", type=int, default=500, help="bootstrap resamples")
+    t.add_argument("--alpha", type=float, default=0.1)
+    t.add_argument("--bootstrap-seed", type=int, default=0)
+    t.add_argument("--q", type=float, default=0.1, help="top share of worlds that binarizes a unit (IoU, F1...)")
+    t.add_argument("--delta", type=float, default=0.05, help="failure probability of the uniform bounds")
+    t.add_argument("--batch-size", type=int, default=16)
+    t.add_argument("--recording", default=None)
+    t.add_argument("--out", default=None)
+    t.add_argument("--quiet", action="store_true")
+
     g = sub.add_parser("generate", help="unsteered and steered continuations of a prompt, side by side")
     g.add_argument("prompt")
     _common_model(g)
@@ -98,6 +117,28 @@ def cmd_find(args: argparse.Namespace) -> None:
                           out=args.out, recording=args.recording, progress=not args.quiet,
                           bootstrap=args.bootstrap, alpha=args.alpha, bootstrap_seed=args.bootstrap_seed)
     print(format_find(result))
+
+
+def cmd_stability(args: argparse.Namespace) -> None:
+    from steer.artifacts import write_json_atomic
+    from steer.find import find_neurons, format_find, format_trust, trust_report
+    from steer.models import load_model
+    from steer.record import parse_layers
+    from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+
+    model = load_model(args.model, dtype=args.dtype)
+    worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=args.template, text_field=args.text_field,
+                              n=args.n, seed=args.seed)
+    result = find_neurons(model, worlds, args.proposition, site=args.site, layers=parse_layers(args.layers, model.n_layers),
+                          position=args.position, k=args.k, normalizations=(args.normalize,), batch_size=args.batch_size,
+                          out=args.out, recording=args.recording, progress=not args.quiet, bootstrap=args.K,
+                          alpha=args.alpha, bootstrap_seed=args.bootstrap_seed)
+    print(format_find(result))
+    report = trust_report(result, worlds, args.proposition, q=args.q, delta=args.delta, K=min(args.K, 200),
+                          alpha=args.alpha, seed=args.bootstrap_seed)
+    print(format_trust(report))
+    if args.out:
+        write_json_atomic(f"{args.out}/trust.json", report)
 
 
 def _steer_kwargs(args: argparse.Namespace, model) -> dict:
@@ -180,7 +221,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"find": cmd_find, "generate": cmd_generate, "demo": cmd_demo}[args.cmd](args)
+        {"find": cmd_find, "stability": cmd_stability, "generate": cmd_generate, "demo": cmd_demo}[args.cmd](args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"steer {args.cmd}: error: {e}", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from steer.artifacts import ArtifactMismatchError, write_json_atomic
 from steer.neurons import NeuronSet, Strengths
 from steer.plots import plot_stability, plot_strength_by_layer
@@ -102,7 +104,9 @@ def format_find(result: FindResult) -> str:
         lines.append(ns.table("against"))
         if "stability" in ns.extra:
             st = ns.extra["stability"]
-            pset = ", ".join(f"L{p['unit'][0]}.{p['unit'][1]} ({p['share']:.2f})" for p in st["prediction_set_for"])
+            ps = st["prediction_set_for"]
+            pset = ", ".join(f"L{p['unit'][0]}.{p['unit'][1]} ({p['share']:.2f})" for p in ps[:8])
+            pset += f" ... ({len(ps)} units in all)" if len(ps) > 8 else ""
             lines.append(f"   stability over K={st['K']} bootstrap resamples (seed {st['seed']}): mean Jaccard of "
                          f"the top-{ns.k} sets {st['jaccard_for']:.2f} (for), {st['jaccard_against']:.2f} (against); "
                          f"prediction set for the top unit at alpha={st['alpha']}: {pset}")
@@ -112,5 +116,60 @@ def format_find(result: FindResult) -> str:
         cells = "   ".join(f"{st.layer_max()[j]:8.3f} {st.layer_min()[j]:8.3f}" for st in result.strengths.values())
         lines.append(f"  layer {layer:>3}: {cells}")
     if result.out is not None:
-        lines.append(f"\nwrote {result.out}/: activations/, neurons-*.json, strength_by_layer-*.png, summary.json")
+        lines.append(f"\nwrote {result.out}/: " + ", ".join(sorted(p.name for p in result.out.iterdir())))
+    return "\n".join(lines)
+
+
+def trust_report(result: FindResult, worlds: Worlds, proposition: str, q: float = 0.1, delta: float = 0.05,
+                 K: int = 200, alpha: float = 0.1, seed: int = 0) -> dict:
+    """Sanity checks of D and the alternative scores on each neuron set (for-units against A, against-units
+    against A^c), and an explanation of each set's top unit against every candidate proposition."""
+    from steer.explain import candidate_propositions, explain_unit, sanity_checks
+
+    if needs_vader(worlds, proposition):
+        worlds = worlds.with_vader()
+    prop = worlds.proposition(proposition)
+    cands = candidate_propositions(worlds)
+    if prop.name not in {c.name for c in cands}:
+        cands.append(prop)
+    acts = result.activations
+    X = acts.X
+    A = torch.as_tensor(prop.mask)
+    report = {}
+    for norm, ns in result.neurons.items():
+        cols = lambda units: torch.stack([X[:, acts.layer_index(u.layer), u.index] for u in units], 1)  # noqa: E731
+        top = ns.units_for[0]
+        ex = explain_unit(cols([top])[:, 0], cands, q=q, delta=delta, K=K, alpha=alpha, seed=seed)
+        report[norm] = {
+            "sanity_for": sanity_checks(cols(ns.units_for), A, q=q, seed=seed),
+            "sanity_against": sanity_checks(cols(ns.units_against), ~A, q=q, seed=seed),
+            "explanation": {"unit": [top.layer, top.index], "sentence": ex.sentence(f"unit ({top.layer}, {top.index})"),
+                            "rows": ex.rows, "prediction_set": ex.prediction_set, "best": ex.best,
+                            "margins": ex.margins, "params": ex.params},
+        }
+    return report
+
+
+def format_trust(report: dict) -> str:
+    from steer.explain import format_sanity
+
+    lines = []
+    for norm, r in report.items():
+        ex = r["explanation"]
+        lines.append(f"\n== normalize={norm}: sanity checks of the scores on the top units FOR the proposition")
+        lines.append(format_sanity(r["sanity_for"]))
+        lines.append(f"== normalize={norm}: ... on the top units AGAINST it (checked against the complement)")
+        lines.append(format_sanity(r["sanity_against"]))
+        lines.append(f"== explaining unit {tuple(ex['unit'])} against {ex['params']['n_candidates']} candidate "
+                     f"propositions (top-{ex['params']['q']:g} set T, delta={ex['params']['delta']}, "
+                     f"K={ex['params']['K']}):")
+        lines.append(f"{'candidate':>22} {'|A|':>5} {'D':>8} {'D interval':>19} {'IoU':>6} {'+-r':>5} "
+                     f"{'AUROC':>6} {'+-r':>5} {'corr':>6}")
+        for row in sorted(ex["rows"], key=lambda x: -x["D"])[:8]:
+            interval = "[{:.3f}, {:.3f}]".format(row["D_lo"], row["D_hi"])
+            lines.append(f"{row['name'][:22]:>22} {row['size']:>5} {row['D']:>8.3f} {interval:>19} {row['iou']:>6.3f} "
+                         f"{row['r_iou']:>5.2f} {row['auroc']:>6.3f} {row['r_auroc']:>5.2f} {row['corr']:>6.3f}")
+        pset = ", ".join(f"{name} ({share:.2f})" for name, share in ex["prediction_set"])
+        lines.append(f"   prediction set (alpha={ex['params']['alpha']}): {pset}")
+        lines.append(f"   {ex['sentence']}")
     return "\n".join(lines)

@@ -174,8 +174,9 @@ def planted(n_worlds: int = 400, n_units: int = 200, n_a: int = 100, planted_for
     A[torch.randperm(n_worlds, generator=g)[:n_a]] = True
     units_for = list(range(planted_for))
     units_against = list(range(planted_for, planted_for + planted_against))
-    X[A.nonzero()[:, 0][:, None], torch.tensor(units_for)] += effect
-    X[A.nonzero()[:, 0][:, None], torch.tensor(units_against)] -= effect
+    rows = A.nonzero()[:, 0][:, None]
+    X[rows, torch.tensor(units_for, dtype=torch.long)] += effect
+    X[rows, torch.tensor(units_against, dtype=torch.long)] -= effect
     return X, A, units_for, units_against
 
 

@@ -63,3 +63,18 @@ def test_recording_from_other_worlds_is_refused(bundled, tmp_path, capsys):
     rc = main(["find", "--model", "bundled", "--n", "9", "--seed", "0", "--quiet", "--proposition", "label=positive",
                "--recording", str(tmp_path / "a" / "activations")])
     assert rc == 2 and "other worlds" in capsys.readouterr().err
+
+
+def test_stability_command_on_bundled_model(bundled, tmp_path, capsys):
+    out = tmp_path / "stab"
+    rc = main(["stability", "--model", "bundled", "--n", "64", "--seed", "0", "--proposition", "label=positive",
+               "--layers", "20-29", "--K", "50", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "stability over K=50 bootstrap resamples" in text
+    assert "missing-labels drop" in text and "speaks for" in text
+    trust = json.loads((out / "trust.json").read_text())
+    sanity = trust["rank"]["sanity_for"]
+    assert set(sanity) == {"D", "iou", "f1", "auroc", "corr", "accuracy", "recall", "precision"}
+    assert trust["rank"]["explanation"]["params"]["n_candidates"] >= 3
+    assert (out / "stability-rank.png").is_file()
