@@ -148,8 +148,7 @@ def explain_unit(x: Float[Tensor, " worlds"], candidates: list, q: float = 0.1, 
     Mf = masks.double()
     n_a, n_c = C @ Mf, C @ (1 - Mf)
     s_a, s_c = C @ (Mf * E), C @ ((1 - Mf) * E)
-    with np.errstate(all="ignore"):
-        Db = 0.5 * (torch.log(s_a) - torch.log(n_a) - torch.log(s_c) + torch.log(n_c))
+    Db = 0.5 * (torch.log(s_a) - torch.log(n_a) - torch.log(s_c) + torch.log(n_c))  # -inf/nan when trivial
     Db = torch.where((n_a > 0) & (n_c > 0), Db, torch.nan)
     w = C / n  # resample weights for the correlation
     mx = (w * x).sum(1, keepdim=True)
