@@ -134,7 +134,7 @@ def cmd_stability(args: argparse.Namespace) -> None:
                           out=args.out, recording=args.recording, progress=not args.quiet, bootstrap=args.K,
                           alpha=args.alpha, bootstrap_seed=args.bootstrap_seed)
     print(format_find(result))
-    report = trust_report(result, worlds, args.proposition, q=args.q, delta=args.delta, K=min(args.K, 200),
+    report = trust_report(result, q=args.q, delta=args.delta, K=min(args.K, 200),
                           alpha=args.alpha, seed=args.bootstrap_seed)
     print(format_trust(report))
     if args.out:
@@ -190,24 +190,22 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     t0 = time.time()
     model = get_model(args.model, args.dtype)
-    cfg = SteerConfig()
     kw = _steer_kwargs(args, model)
-    worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=args.template or cfg.template)
+    cfg = SteerConfig().resolve(template=kw["template"], site=kw["site"], layers=kw["layers"],
+                                normalize=kw["normalize"], k=kw["k"], rule=kw["rule"], strength=kw["strength"])
+    worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=cfg.template)
     print(f"model {model.name} ({model.n_layers} layers); worlds: {len(worlds)} from {worlds.source} "
           f"(template {worlds.template.name!r})")
     for label in ("positive", "negative"):
-        ns = cached_neurons(model, worlds, proposition_spec(label), kw["site"] or cfg.site, cfg.position,
-                            kw["layers"] if kw["layers"] is not None else cfg.layers, kw["normalize"] or cfg.normalize,
-                            kw["k"] or cfg.k)
+        ns = cached_neurons(model, worlds, proposition_spec(label), cfg.site, cfg.position, cfg.layers, cfg.normalize,
+                            cfg.k)
         shown = type(ns)(ns.units_for[:5], ns.units_against[:5], ns.site, ns.normalize, 5, ns.per_layer,
                          ns.proposition, ns.provenance)
         print(f"\n== top 5 of {ns.k} units FOR {label!r} (site {ns.site}, normalize={ns.normalize})")
         print(shown.table("for"))
         print(f"== top 5 of {ns.k} units AGAINST {label!r}")
         print(shown.table("against"))
-    rule = kw["rule"] or cfg.rule
-    print(f"\nsteering: rule {rule}, k {kw['k'] or cfg.k}, strength "
-          f"{kw['strength'] if kw['strength'] is not None else cfg.strength or 'default'}; sampled, seed {args.seed}")
+    print(f"\nsteering: rule {cfg.rule}, k {cfg.k}, strength {cfg.strength:g}; sampled, seed {args.seed}")
     for prompt in args.prompts or DEMO_PROMPTS:
         outs = {t: generate(prompt, toward=t, seed=args.seed, **kw) for t in (None, "positive", "negative")}
         scores = dict(zip(outs, vader_compound(list(outs.values()))))

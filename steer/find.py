@@ -15,11 +15,13 @@ from steer.plots import plot_stability, plot_strength_by_layer
 from steer.record import Activations, record, site_width
 from steer.stability import bootstrap_neurons
 from steer.strength import NORMALIZATIONS
-from steer.worlds import Worlds
+from steer.worlds import Proposition, Worlds
 
 
 @dataclass
 class FindResult:
+    worlds: Worlds  # as used: with VADER fields when the proposition needed them
+    proposition: Proposition
     activations: Activations
     strengths: dict[str, Strengths]  # by normalization
     neurons: dict[str, NeuronSet]
@@ -90,7 +92,7 @@ def find_neurons(
             "layer_max_D": {n: s.layer_max().tolist() for n, s in strengths.items()},
             "layer_min_D": {n: s.layer_min().tolist() for n, s in strengths.items()},
         })
-    return FindResult(acts, strengths, neurons, out)
+    return FindResult(worlds, prop, acts, strengths, neurons, out)
 
 
 def format_find(result: FindResult) -> str:
@@ -120,16 +122,14 @@ def format_find(result: FindResult) -> str:
     return "\n".join(lines)
 
 
-def trust_report(result: FindResult, worlds: Worlds, proposition: str, q: float = 0.1, delta: float = 0.05,
-                 K: int = 200, alpha: float = 0.1, seed: int = 0) -> dict:
+def trust_report(result: FindResult, q: float = 0.1, delta: float = 0.05, K: int = 200, alpha: float = 0.1,
+                 seed: int = 0) -> dict:
     """Sanity checks of D and the alternative scores on each neuron set (for-units against A, against-units
     against A^c), and an explanation of each set's top unit against every candidate proposition."""
     from steer.explain import candidate_propositions, explain_unit, sanity_checks
 
-    if needs_vader(worlds, proposition):
-        worlds = worlds.with_vader()
-    prop = worlds.proposition(proposition)
-    cands = candidate_propositions(worlds)
+    prop = result.proposition
+    cands = candidate_propositions(result.worlds)
     if prop.name not in {c.name for c in cands}:
         cands.append(prop)
     acts = result.activations

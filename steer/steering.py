@@ -1,6 +1,6 @@
 """Steered generation: a Steerer owns the intervention hooks; ``generate`` is the one-call entry point.
 
-    with steer.Steerer(model, neurons, rule="additive", strength=8) as s:   # hooks in
+    with steer.Steerer(model, neurons, rule="additive", strength=3) as s:   # hooks in
         texts = s.generate(["The hotel was"], max_new_tokens=30, seed=0)
     # hooks out, also after an exception
 
@@ -185,6 +185,17 @@ class SteerConfig:
     rule: str = "additive"
     strength: float | None = 3.0
 
+    def resolve(self, **overrides: Any) -> "SteerConfig":
+        """This config with the caller's non-None choices applied. A strength left unset follows the rule:
+        this config's strength for its own rule, the rule's default (``DEFAULT_STRENGTH``) for another rule."""
+        from dataclasses import replace
+
+        given = {k: v for k, v in overrides.items() if v is not None}
+        out = replace(self, **given)
+        if "strength" not in given and out.rule != self.rule:
+            out = replace(out, strength=DEFAULT_STRENGTH[out.rule])
+        return out
+
 
 _MODELS: dict[tuple[str, str], Any] = {}
 
@@ -269,16 +280,15 @@ def generate(prompts: str | Sequence[str], toward: str | None = "positive", *, k
     """
     from steer.worlds import DEFAULT_PROMPT_SET, Worlds
 
-    cfg = config or SteerConfig()
+    cfg = (config or SteerConfig()).resolve(template=template, site=site, position=position, layers=layers,
+                                            normalize=normalize, k=k, rule=rule, strength=strength)
     m = get_model(model, dtype)
     gen_kw = dict(max_new_tokens=max_new_tokens, seed=seed, do_sample=do_sample, temperature=temperature,
                   top_p=top_p, chat=chat)
     if toward is None:
         return Steerer(m, None).generate(prompts, **gen_kw)
     if not isinstance(worlds, Worlds):
-        worlds = Worlds.from_file(worlds or DEFAULT_PROMPT_SET, template=template or cfg.template)
-    ns = cached_neurons(m, worlds, proposition_spec(toward), site or cfg.site, position or cfg.position,
-                        layers if layers is not None else cfg.layers, normalize or cfg.normalize, k or cfg.k)
-    rule = rule or cfg.rule
-    strength = strength if strength is not None else (cfg.strength if rule == cfg.rule else None)
-    return Steerer(m, ns, rule=rule, strength=strength, toward=True, positions=positions).generate(prompts, **gen_kw)
+        worlds = Worlds.from_file(worlds or DEFAULT_PROMPT_SET, template=cfg.template)
+    ns = cached_neurons(m, worlds, proposition_spec(toward), cfg.site, cfg.position, cfg.layers, cfg.normalize, cfg.k)
+    return Steerer(m, ns, rule=cfg.rule, strength=cfg.strength, toward=True, positions=positions).generate(
+        prompts, **gen_kw)

@@ -182,3 +182,14 @@ def test_bad_arguments(tiny_qwen, neurons, tiny_model):
 
         with pytest.raises(ArtifactMismatchError):
             Steerer(tiny_model, neurons)
+
+
+def test_steer_config_resolves_overrides_and_rule_strengths():
+    from steer.interventions import DEFAULT_STRENGTH
+    from steer.steering import SteerConfig
+
+    cfg = SteerConfig()
+    assert cfg.resolve() == cfg and cfg.resolve(k=None, rule=None) == cfg
+    assert cfg.resolve(k=50).k == 50 and cfg.resolve(k=50).strength == cfg.strength
+    assert cfg.resolve(rule="clamp").strength == DEFAULT_STRENGTH["clamp"]  # not the additive default
+    assert cfg.resolve(rule="clamp", strength=2.0).strength == 2.0
