@@ -74,6 +74,46 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--toward", default="positive", help="a label of the worlds (positive, negative...) or a predicate")
     g.add_argument("--n", type=int, default=1, help="samples per prompt (seeds seed..seed+n-1)")
 
+    e = sub.add_parser("eval", help="evaluation harness: the paper's flip protocol, or steering quality vs baselines")
+    esub = e.add_subparsers(dest="mode", required=True)
+    ef = esub.add_parser("flip", help="do the units flip the model's classification? (paper protocol + controls)")
+    _common_model(ef)
+    ef.add_argument("--sst2", default="stanfordnlp/sst2", help="hub dataset or a GLUE dir with train/validation.tsv")
+    ef.add_argument("--worlds", default=None, help="worlds file (default: SST-2 train)")
+    ef.add_argument("--n-worlds", type=int, default=1024)
+    ef.add_argument("--eval-set", default=None, help="labelled evaluation file (default: SST-2 validation)")
+    ef.add_argument("--n-eval", type=int, default=500)
+    ef.add_argument("--sites", default="resid", help="comma-separated: resid (the paper), mlp")
+    ef.add_argument("--layers", default="-1", help="layers to select units from, e.g. -1 (the last) or 10,11")
+    ef.add_argument("--other-layers", default=None, help="the other layer choice (default: all, or the last)")
+    ef.add_argument("--k", type=int, default=5)
+    ef.add_argument("--score", default="D", help="selection score: D, zscore-D, rank-D, mean-diff, smd, ap")
+    ef.add_argument("--compare-scores", default="mean-diff", help="control scores, comma-separated ('' for none)")
+    ef.add_argument("--random-seeds", type=int, default=3)
+    ef.add_argument("--batch-size", type=int, default=8)
+    ef.add_argument("--out", required=True, help="report directory (result.json, report.md, flips.png)")
+    ef.add_argument("--quiet", action="store_true")
+    es = esub.add_parser("steer", help="generation quality of neuron steering against baselines, over strengths")
+    _common_model(es)
+    es.add_argument("--prompts", nargs="+", default=None,
+                    help="prompt files (default: prompts/steering_test.jsonl prompts/steering_opposite.jsonl)")
+    es.add_argument("--n-prompts", type=int, default=None)
+    es.add_argument("--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)")
+    es.add_argument("--k", type=int, default=500)
+    es.add_argument("--score", default="rank-D")
+    es.add_argument("--compare-scores", default="", help="other selection scores to steer with, comma-separated")
+    es.add_argument("--strengths", default="1,2,3,4,6")
+    es.add_argument("--caa-layer", type=int, default=None)
+    es.add_argument("--caa-strengths", default="2,4,8,16")
+    es.add_argument("--selfcond-k", default="10,50,200,1000")
+    es.add_argument("--no-prompting", action="store_true")
+    es.add_argument("--scorers", default="vader,minilm-sst2", help="vader, minilm-sst2, hf:<model id>, auto")
+    es.add_argument("--sst2", default="stanfordnlp/sst2", help="labelled data for the minilm-sst2 classifier")
+    es.add_argument("--seeds", default="0,1")
+    es.add_argument("--max-new-tokens", type=int, default=30)
+    es.add_argument("--out", required=True)
+    es.add_argument("--quiet", action="store_true")
+
     d = sub.add_parser("demo", help="the main job: find sentiment neurons, then steer a few prompts both ways")
     _common_model(d)
     _steer_options(d)
@@ -216,10 +256,44 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\ndone in {time.time() - t0:.0f}s")
 
 
+def _nums(text: str, cast=float) -> tuple:
+    return tuple(cast(x) for x in text.split(",") if x.strip())
+
+
+def cmd_eval(args: argparse.Namespace) -> None:
+    from steer import evaluate
+    from steer.models import load_model
+
+    model = load_model(args.model, dtype=args.dtype)
+    if args.mode == "flip":
+        cfg = evaluate.FlipConfig(
+            sst2=args.sst2, worlds=args.worlds, n_worlds=args.n_worlds, eval_set=args.eval_set, n_eval=args.n_eval,
+            sites=tuple(args.sites.split(",")), layers=_nums(args.layers, int),
+            other_layers=None if args.other_layers is None else _nums(args.other_layers, int), k=args.k,
+            score=args.score, compare_scores=tuple(s for s in args.compare_scores.split(",") if s),
+            random_seeds=tuple(range(args.random_seeds)), batch_size=args.batch_size)
+        result = evaluate.evaluate_flips(model, cfg, out=args.out, progress=not args.quiet)
+        print(f"clean accuracy {evaluate._pct(result['clean_accuracy'])} on {result['n_items']} items\n")
+        print(evaluate.flip_table(result))
+    else:
+        cfg = evaluate.SteeringEvalConfig(
+            **({"prompts": tuple(args.prompts)} if args.prompts else {}), n_prompts=args.n_prompts,
+            worlds=args.worlds, k=args.k, score=args.score,
+            compare_scores=tuple(s for s in args.compare_scores.split(",") if s), strengths=_nums(args.strengths),
+            caa_layer=args.caa_layer, caa_strengths=_nums(args.caa_strengths), selfcond_k=_nums(args.selfcond_k, int),
+            prompting=not args.no_prompting, scorers=tuple(args.scorers.split(",")), sst2=args.sst2,
+            seeds=_nums(args.seeds, int), max_new_tokens=args.max_new_tokens)
+        result = evaluate.evaluate_steering(model, cfg, out=args.out, progress=not args.quiet)
+        for name in result["summary"]:
+            print(f"\n== scorer {name}\n{evaluate.steering_table(result, name)}")
+    print(f"\nreport: {args.out}/report.md")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"find": cmd_find, "stability": cmd_stability, "generate": cmd_generate, "demo": cmd_demo}[args.cmd](args)
+        {"find": cmd_find, "stability": cmd_stability, "generate": cmd_generate, "demo": cmd_demo,
+         "eval": cmd_eval}[args.cmd](args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"steer {args.cmd}: error: {e}", file=sys.stderr)
         return 2

@@ -61,3 +61,28 @@ def perplexity(model: Any, prompts: Sequence[str], continuations: Sequence[str])
     pairs = continuation_nll(model, prompts, continuations)
     nll, count = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
     return math.exp(nll / count) if count else float("inf")
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion (default 95%); (0, 1) when n = 0."""
+    if n < 0 or not 0 <= successes <= max(n, 0):
+        raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rate(successes: int, n: int) -> dict[str, float]:
+    """A proportion with its Wilson 95% interval, as a JSON-ready dict (rate None when n = 0)."""
+    lo, hi = wilson_interval(successes, n)
+    return {"k": int(successes), "n": int(n), "rate": successes / n if n else None, "lo": lo, "hi": hi}
+
+
+def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
+    """KL(P || Q) in nats per row, for distributions given as logits over the last axis."""
+    lp, lq = torch.log_softmax(p_logits.double(), -1), torch.log_softmax(q_logits.double(), -1)
+    return (lp.exp() * (lp - lq)).sum(-1)

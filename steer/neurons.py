@@ -73,6 +73,25 @@ class Strengths:
     def layer_min(self) -> Tensor:
         return self.D.min(1).values
 
+    def restrict(self, layers: list[int]) -> "Strengths":
+        """The same strengths, keeping only some of the recorded layers."""
+        from dataclasses import replace
+
+        idx = [self.layers.index(layer) if layer in self.layers else _missing_layer(layer, self.layers)
+               for layer in layers]
+        st = self.stats
+        return replace(self, D=self.D[idx], layers=list(layers),
+                       stats=UnitStats(st.mean[idx], st.std[idx], st.mean_a[idx], st.mean_c[idx]))
+
+    def rescored(self, score: Float[Tensor, "layers units"], name: str) -> "Strengths":
+        """The same units and stats ranked by another score (large = for A); ``normalize`` records its name, and
+        the units' ``D`` field then holds that score."""
+        from dataclasses import replace
+
+        if score.shape != self.D.shape:
+            raise ValueError(f"score has shape {tuple(score.shape)}, expected {tuple(self.D.shape)}")
+        return replace(self, D=score.to(self.D.dtype), normalize=name)
+
     def random(self, k: int, seed: int = 0) -> "NeuronSet":
         """A control: k random units 'for' and k other random units 'against' (same stats, random choice)."""
         width = self.D.shape[1]
@@ -107,6 +126,10 @@ class Strengths:
         units_against = [self.unit(self.layers[j], i) for j, i in flat_against]
         return NeuronSet(units_for, units_against, self.site, self.normalize, k, per_layer, self.proposition,
                          self.provenance)
+
+
+def _missing_layer(layer: int, layers: list[int]) -> int:
+    raise ValueError(f"layer {layer} was not recorded (recorded: {layers})")
 
 
 @dataclass
@@ -171,3 +194,28 @@ class NeuronSet:
         if model is not None:
             check_model(ns.model_identity, model, f"neuron set {path}")
         return ns
+
+
+def score_units(acts: Any, proposition: Any, score: str = "rank-D") -> Strengths:
+    """Strengths whose ranking score is one of ``selection.SCORES``: D on raw activations (``D``, the paper),
+    on z-scores (``zscore-D``) or on normal scores of the ranks (``rank-D``), or a non-doxastic score
+    (``mean-diff``, ``smd``, ``ap``; see :mod:`steer.selection`). Per-unit stats are always the raw ones."""
+    from steer import selection
+
+    normalize = {"D": "none", "zscore-D": "zscore", "rank-D": "rank"}
+    if score in normalize:
+        return Strengths.compute(acts, proposition, normalize=normalize[score])
+    if score not in selection.SCORES:
+        raise ValueError(f"unknown selection score {score!r}; use one of {', '.join(selection.SCORES)}")
+    base = Strengths.compute(acts, proposition, normalize="none")
+    st = base.stats
+    if score == "mean-diff":
+        values = selection.mean_difference(st.mean_a, st.mean_c)
+    elif score == "smd":
+        values = selection.standardized_mean_difference(st.mean_a, st.mean_c, st.std)
+    else:
+        X = acts.X
+        n, L, U = X.shape
+        mask = torch.as_tensor(np.asarray(proposition.mask))
+        values = selection.ap_score(X.reshape(n, L * U), mask).reshape(L, U)
+    return base.rescored(values, score)

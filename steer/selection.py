@@ -1,0 +1,64 @@
+"""Unit-selection scores other than D, for comparing what finds units that steer (pure tensor math).
+
+Every score here is a per-unit number where large means "speaks for A" and small "speaks against A", so any of
+them can replace D in a :class:`steer.neurons.Strengths` and go through the same ``top(k)`` selection:
+
+- ``mean-diff``: mean on A minus mean on A^c (the plain difference-of-means ranking);
+- ``smd``: the standardised mean difference, (mean_A - mean_~A) / std over all worlds;
+- ``ap``: average precision of the unit's activation as a detector of A, minus that as a detector of A^c
+  (the self-conditioning papers rank "expert units" by AP; the difference makes low values mean "against").
+
+:func:`average_precision` and :func:`median_on` need every world's activation (X); the others only the
+per-unit statistics a D computation already gives.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+SCORES = ("D", "zscore-D", "rank-D", "mean-diff", "smd", "ap")
+
+
+def mean_difference(mean_a: Tensor, mean_c: Tensor) -> Tensor:
+    return mean_a - mean_c
+
+
+def standardized_mean_difference(mean_a: Tensor, mean_c: Tensor, std: Tensor) -> Tensor:
+    """(mean_A - mean_~A) / std; 0 for constant units."""
+    safe = torch.where(std > 0, std, torch.ones_like(std))
+    return torch.where(std > 0, (mean_a - mean_c) / safe, torch.zeros_like(std))
+
+
+def average_precision(X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " worlds"],
+                      chunk: int = 8192) -> Float[Tensor, " units"]:
+    """Average precision of each unit's activations ranking the worlds of A first (ties in sort order).
+
+    AP = (1/|A|) sum over the worlds w of A of precision among the worlds ranked at or above w."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    n_pos = int(mask.sum())
+    if n_pos == 0:
+        raise ValueError("average precision needs at least one world in A")
+    ranks = torch.arange(1, X.shape[0] + 1, dtype=torch.float64)[:, None]
+    out = []
+    for s in range(0, X.shape[1], chunk):
+        order = torch.argsort(X[:, s:s + chunk].float(), dim=0, descending=True, stable=True)
+        hits = mask[order].double()  # [worlds, chunk]: 1 where the world at that rank is in A
+        precision = hits.cumsum(0) / ranks
+        out.append((precision * hits).sum(0) / n_pos)
+    return torch.cat(out)
+
+
+def ap_score(X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " worlds"]) -> Float[Tensor, " units"]:
+    """AP for A minus AP for A^c: positive for detectors of A, negative for detectors of A^c."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    return average_precision(X, mask) - average_precision(X, ~mask)
+
+
+def median_on(X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " worlds"]) -> Float[Tensor, " units"]:
+    """Each unit's median activation over the worlds of A (the self-conditioning intervention value)."""
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    if not mask.any():
+        raise ValueError("median on A needs at least one world in A")
+    return X[mask].float().median(0).values
