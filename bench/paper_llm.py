@@ -35,7 +35,7 @@ def main():
     ap.add_argument("--random-seeds", type=int, default=5)
     ap.add_argument("--scores", default="mean-diff,zscore-D,rank-D,smd,ap")
     ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", default="runs/paper_llm")
     args = ap.parse_args()
 

@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     ef.add_argument("--score", default="D", help="selection score: D, zscore-D, rank-D, mean-diff, smd, ap")
     ef.add_argument("--compare-scores", default="mean-diff", help="control scores, comma-separated ('' for none)")
     ef.add_argument("--random-seeds", type=int, default=3)
-    ef.add_argument("--batch-size", type=int, default=8)
+    ef.add_argument("--batch-size", type=int, default=32)
     ef.add_argument("--out", required=True, help="report directory (result.json, report.md, flips.png)")
     ef.add_argument("--quiet", action="store_true")
     es = esub.add_parser("steer", help="generation quality of neuron steering against baselines, over strengths")

@@ -67,7 +67,7 @@ class FlipConfig:
     pos2neg: tuple[str, float] = ("paper", 5.0)
     neg2pos: tuple[str, float] = ("paper", 7.0)
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = 32
 
 
 def _layers(spec: Sequence[int], n_layers: int) -> list[int]:

@@ -8,7 +8,8 @@ token* (pos2neg: the positives, neg2pos: the negatives) should flip the predicti
 Every intervention is a :class:`Condition`: a neuron set, a rule, a strength and a direction. Conditions are
 compared on the same items: the method itself and its controls (random units, another selection score,
 another layer choice). Since the rewrite touches the last position only, the prompt minus its last token is
-run once per batch (its KV cache is kept) and each condition costs a one-token forward pass.
+run once per batch (its KV cache is kept) and each condition costs a one-token forward pass. A one-token pass
+costs about as much as reading the weights once whatever the batch size, so large batches (32) pay off.
 
 Reported per condition: flip rate with a Wilson 95% interval, the mean probability of the source answer
 (softmax over the whole vocabulary) before and after, and the KL divergence from the clean to the steered
@@ -64,10 +65,13 @@ def answer_token_ids(tokenizer: Any, answers: dict[str, str]) -> dict[str, int]:
 
 
 @torch.inference_mode()
-def answer_logits(model: Any, prompts: Sequence[str], conditions: Sequence[Condition], batch_size: int = 8,
-                  progress: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Last-position log-probabilities (whole vocabulary, float32) of every prompt, clean and under each
-    condition: (clean [N, vocab], {condition name: [N, vocab]})."""
+def answer_logprobs(model: Any, prompts: Sequence[str], conditions: Sequence[Condition], answer_ids: Sequence[int],
+                    batch_size: int = 32, progress: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor],
+                                                                             dict[str, torch.Tensor]]:
+    """Last-position log-probabilities (softmax over the whole vocabulary) of the answer tokens, clean and
+    under each condition, and each condition's KL(clean || steered) over the whole vocabulary:
+    (clean [N, answers], {name: [N, answers]}, {name: KL [N]}). Only these are kept: whole-vocabulary
+    distributions of every condition would not fit in memory for real vocabularies."""
     from tqdm.auto import tqdm
 
     from steer.steering import Steerer
@@ -77,13 +81,18 @@ def answer_logits(model: Any, prompts: Sequence[str], conditions: Sequence[Condi
     if len(steerers) != len(conditions):
         raise ValueError("condition names must be unique")
     tok, bridge = model.tokenizer, model.bridge
-    clean, steered = [], {name: [] for name in steerers}
+    cols = torch.as_tensor(list(answer_ids))
+    n = len(prompts)
+    clean = torch.empty(n, len(cols))
+    steered = {name: torch.empty(n, len(cols)) for name in steerers}
+    kl = {name: torch.empty(n, dtype=torch.float64) for name in steerers}
     order = np.argsort([len(p) for p in prompts], kind="stable")  # similar lengths together: less padding
-    for s in tqdm(range(0, len(prompts), batch_size), desc="answers", disable=not progress):
-        rows = order[s:s + batch_size]
-        enc = tok([prompts[i] for i in rows], return_tensors="pt", padding=True)
+    for s in tqdm(range(0, n, batch_size), desc="answers", disable=not progress):
+        rows = torch.as_tensor(order[s:s + batch_size])
+        enc = tok([prompts[i] for i in rows.tolist()], return_tensors="pt", padding=True)
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        _, cache = bridge(ids[:, :-1], attention_mask=mask[:, :-1], return_type="logits_and_cache")
+        # logits_to_keep=1: the prefix's logits are never used ([batch, pos, vocab] would dominate memory)
+        _, cache = bridge(ids[:, :-1], attention_mask=mask[:, :-1], return_type="logits_and_cache", logits_to_keep=1)
 
         def last(hooks):
             with bridge.hooks(fwd_hooks=hooks):
@@ -91,22 +100,18 @@ def answer_logits(model: Any, prompts: Sequence[str], conditions: Sequence[Condi
             cache.crop(-1)  # drop the last token again: the cache holds the prefix for the next condition
             return torch.log_softmax(logits.float(), -1)
 
-        clean.append((rows, last([])))
+        lp_clean = last([])
+        clean[rows] = lp_clean[:, cols]
         for name, st in steerers.items():
             st.tracker.reset()
-            steered[name].append((rows, last(st.fwd_hooks())))
-
-    def unsort(parts):
-        out = torch.empty(len(prompts), parts[0][1].shape[-1])
-        for rows, lp in parts:
-            out[torch.as_tensor(rows)] = lp
-        return out
-
-    return unsort(clean), {name: unsort(parts) for name, parts in steered.items()}
+            lp = last(st.fwd_hooks())
+            steered[name][rows] = lp[:, cols]
+            kl[name][rows] = kl_divergence(lp_clean, lp)
+    return clean, steered, kl
 
 
 def flip_eval(model: Any, prompts: Sequence[str], labels: Sequence[str], conditions: Sequence[Condition],
-              answers: dict[str, str] | None = None, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+              answers: dict[str, str] | None = None, batch_size: int = 32, progress: bool = True) -> dict[str, Any]:
     """The flip protocol on labelled prompts (labels "positive" / "negative"; other labels are ignored).
 
     Returns a JSON-ready dict: clean accuracy (with interval), and per condition the flip rate on the correctly
@@ -119,9 +124,10 @@ def flip_eval(model: Any, prompts: Sequence[str], labels: Sequence[str], conditi
         raise ValueError(f"no item has a label among {list(ids)}")
     prompts = [p for p, k in zip(prompts, keep) if k]
     labels = labels[keep]
-    clean, steered = answer_logits(model, prompts, conditions, batch_size, progress)
-    pos_id, neg_id = ids["positive"], ids["negative"]
-    pred = np.where((clean[:, pos_id] >= clean[:, neg_id]).numpy(), "positive", "negative")
+    clean, steered, kl_vocab = answer_logprobs(model, prompts, conditions, [ids["positive"], ids["negative"]],
+                                               batch_size, progress)
+    col = {"positive": 0, "negative": 1}  # columns of the answer log-probabilities
+    pred = np.where((clean[:, 0] >= clean[:, 1]).numpy(), "positive", "negative")
     correct = pred == labels
     out: dict[str, Any] = {
         "n_items": int(len(labels)),
@@ -135,9 +141,8 @@ def flip_eval(model: Any, prompts: Sequence[str], labels: Sequence[str], conditi
         source, target = DIRECTIONS[c.direction]
         rows = torch.as_tensor(np.flatnonzero(correct & (labels == source)))
         lp_clean, lp_after = clean[rows], steered[c.name][rows]
-        src, tgt = ids[source], ids[target]
+        src, tgt = col[source], col[target]
         flipped = (lp_after[:, tgt] > lp_after[:, src]).numpy()
-        two = [pos_id, neg_id]
         n_units = 0 if c.neurons is None else len({(u.layer, u.index)
                                                    for u in c.neurons.units_for + c.neurons.units_against})
         out["conditions"].append({
@@ -148,8 +153,8 @@ def flip_eval(model: Any, prompts: Sequence[str], labels: Sequence[str], conditi
             "p_source_before": _mean(lp_clean[:, src].exp()),
             "p_source_after": _mean(lp_after[:, src].exp()),
             "p_target_after": _mean(lp_after[:, tgt].exp()),
-            "kl_answers": _mean(kl_divergence(lp_clean[:, two], lp_after[:, two])),
-            "kl_vocab": _mean(kl_divergence(lp_clean, lp_after)),
+            "kl_answers": _mean(kl_divergence(lp_clean, lp_after)),  # renormalised over the two answers
+            "kl_vocab": _mean(kl_vocab[c.name][rows]),
         })
     return out
 

@@ -122,7 +122,7 @@ def _tiny_flip_config(d, **kw):
 def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path):
     """The flip protocol's shortcut (prefix KV cache + one-token forward per condition) gives the same
     log-probabilities as a plain forward over the whole prompt with the rewrite at the last prompt position."""
-    from steer.faithfulness import Condition, answer_logits
+    from steer.faithfulness import Condition, answer_logprobs
     from steer.record import record
     from steer.steering import Steerer
     from steer.worlds import Worlds
@@ -132,7 +132,8 @@ def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path
     acts = record(tiny_qwen, worlds, site="mlp", layers=None, position="last", progress=False)
     ns = acts.strength(worlds.mask([True, False, False, True])).top(3)
     cond = Condition("c", "pos2neg", ns, rule="paper", strength=5.0, toward=False)
-    clean, steered = answer_logits(tiny_qwen, worlds.prompts, [cond], batch_size=3, progress=False)
+    answers = [5, 17, 40]
+    clean, steered, kl = answer_logprobs(tiny_qwen, worlds.prompts, [cond], answers, batch_size=3, progress=False)
     tok = tiny_qwen.tokenizer
     for i, p in enumerate(worlds.prompts):
         ids = torch.tensor([tok(p).input_ids])
@@ -140,9 +141,10 @@ def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path
             full = torch.log_softmax(tiny_qwen.bridge(ids)[0, -1].float(), -1)
             with Steerer(tiny_qwen, ns, rule="paper", strength=5.0, toward=False, positions="last-prompt"):
                 hooked = torch.log_softmax(tiny_qwen.bridge(ids)[0, -1].float(), -1)
-        assert torch.allclose(clean[i], full, atol=1e-4)
-        assert torch.allclose(steered["c"][i], hooked, atol=1e-4)
+        assert torch.allclose(clean[i], full[answers], atol=1e-4)
+        assert torch.allclose(steered["c"][i], hooked[answers], atol=1e-4)
         assert not torch.allclose(clean[i], steered["c"][i], atol=1e-3)
+        assert float(kl["c"][i]) == pytest.approx(float((full.exp() * (full - hooked)).sum()), rel=1e-3, abs=1e-6)
 
 
 def test_flip_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
