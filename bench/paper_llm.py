@@ -19,7 +19,7 @@ import time
 
 from common import PeakRSS
 
-from steer.evaluate import FlipConfig, evaluate_flips, flip_table, pooled_random
+from steer.evaluate import FlipConfig, evaluate_flips, flip_table, load_result, pooled_random, write_report
 from steer.models import load_model
 
 PAPER = {"accuracy": 0.912, "pos2neg": (0.979, 0.672, 0.278), "neg2pos": (0.986, 0.691, 0.024)}
@@ -27,7 +27,7 @@ PAPER = {"accuracy": 0.912, "pos2neg": (0.979, 0.672, 0.278), "neg2pos": (0.986,
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", required=True, help="a .gguf file, model dir or hub id")
+    ap.add_argument("--model", default=None, help="a .gguf file, model dir or hub id")
     ap.add_argument("--sst2", default="stanfordnlp/sst2", help="hub dataset or a GLUE dir with train/validation.tsv")
     ap.add_argument("--sites", default="resid,mlp")
     ap.add_argument("--n-worlds", type=int, default=1024)
@@ -37,23 +37,29 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--out", default="runs/paper_llm")
+    ap.add_argument("--from-result", default=None, help="print (and re-render) a saved result.json instead of running")
     args = ap.parse_args()
 
-    t0 = time.time()
-    model = load_model(args.model, dtype=args.dtype)
-    cfg = FlipConfig(sst2=args.sst2, n_worlds=args.n_worlds, n_eval=args.n_eval, sites=tuple(args.sites.split(",")),
-                     random_seeds=tuple(range(args.random_seeds)), batch_size=args.batch_size,
-                     compare_scores=tuple(s for s in args.scores.split(",") if s))
-    with PeakRSS() as mem:
-        r = evaluate_flips(model, cfg, out=args.out)
-    print(f"\nmodel {model.name}, {args.dtype}; {time.time() - t0:.0f} s in all, peak extra memory {mem.extra_mb:.0f} MB")
+    if args.from_result:
+        r = load_result(args.from_result)
+        write_report(r, args.out)
+    else:
+        t0 = time.time()
+        model = load_model(args.model, dtype=args.dtype)
+        cfg = FlipConfig(sst2=args.sst2, n_worlds=args.n_worlds, n_eval=args.n_eval,
+                         sites=tuple(args.sites.split(",")), random_seeds=tuple(range(args.random_seeds)),
+                         batch_size=args.batch_size, compare_scores=tuple(s for s in args.scores.split(",") if s))
+        with PeakRSS() as mem:
+            r = evaluate_flips(model, cfg, out=args.out)
+        print(f"\nmodel {model.name}, {args.dtype}; {time.time() - t0:.0f} s in all, "
+              f"peak extra memory {mem.extra_mb:.0f} MB")
     print(f"report: {args.out}/report.md\n")
     acc = r["clean_accuracy"]
     print(f"{'':38} {'paper':>8} {'ours':>8}  95% interval")
     print(f"{'clean accuracy':38} {PAPER['accuracy']:>8.1%} {acc['rate']:>8.1%}  [{acc['lo']:.1%}, {acc['hi']:.1%}]"
           f"  (n={acc['n']})")
     pooled = pooled_random(r)
-    for site in cfg.sites:
+    for site in r["config"]["sites"]:
         for direction in ("pos2neg", "neg2pos"):
             c = next(c for c in r["conditions"] if c["group"] == "method" and c["direction"] == direction
                      and c["info"]["site"] == site)

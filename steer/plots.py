@@ -92,7 +92,8 @@ def plot_flips(result: dict[str, Any], path: str | os.PathLike) -> Path:
             f = c["flip"]
             ax.barh(yi, f["rate"] if f["n"] else 0, color=colors.get(c["group"], "tab:green"))
             if f["n"]:
-                ax.errorbar(f["rate"], yi, xerr=[[f["rate"] - f["lo"]], [f["hi"] - f["rate"]]], fmt="none", ecolor="k")
+                err = [[max(0.0, f["rate"] - f["lo"])], [max(0.0, f["hi"] - f["rate"])]]
+                ax.errorbar(f["rate"], yi, xerr=err, fmt="none", ecolor="k")
         ax.set_yticks(y, [c["name"].split(": ", 1)[1] for c in conds], fontsize=7)
         n = conds[0]["flip"]["n"] if conds else 0
         ax.set_title(f"{direction} (n = {n} correctly classified items)", fontsize=9)
