@@ -229,7 +229,8 @@ def test_steering_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path, classi
 
 def test_neuron_steering_beats_the_random_control_in_the_harness(bundled):
     """Bundled SmolLM2, project defaults (rank D, k=500, additive 3): 12 held-out neutral prompts x 2 seeds,
-    20 tokens, VADER. Measured here: neurons sep +0.18 vs random +0.01 (see the note of issue 4)."""
+    20 tokens, VADER. The separation (mean VADER toward positive minus toward negative, halved) of the neuron
+    set must exceed the random-unit control's by 0.1; test_steering_bundled measured +0.23 vs -0.03 on 3 seeds."""
     from steer.evaluate import SteeringEvalConfig, evaluate_steering
     from steer.quality import summary_rows
     from steer.scorers import VaderScorer
