@@ -41,7 +41,7 @@ def run_config(model, strengths, k, layers, rule, strength, prompts, seeds, max_
     for i, direction in enumerate(("positive", "negative")):
         s = strengths[direction]
         if layers is not None:
-            s = restrict(s, layers)
+            s = s.restrict(layers)
         # the control draws different random units for the two directions (the same units would make sep 0)
         ns = s.top(k) if control_seed is None else s.random(k, seed=control_seed + i)
         st = Steerer(model, ns, rule=rule, strength=strength, toward=True)
@@ -55,18 +55,6 @@ def run_config(model, strengths, k, layers, rule, strength, prompts, seeds, max_
     out["sep"] = (out["positive"] - out["negative"]) / 2
     out["example"] = conts_all[0][:80]
     return out
-
-
-def restrict(strengths, layers):
-    """A view of Strengths keeping only some layers."""
-    from dataclasses import replace
-
-    from steer.strength import UnitStats
-
-    idx = [strengths.layers.index(layer) for layer in layers]
-    st = strengths.stats
-    return replace(strengths, D=strengths.D[idx], layers=list(layers),
-                   stats=UnitStats(st.mean[idx], st.std[idx], st.mean_a[idx], st.mean_c[idx]))
 
 
 def main():
