@@ -319,7 +319,7 @@ def write_report(result: dict[str, Any], out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "result.json", result)
     md = [f"# steer eval {result['mode']}", "",
-          f"Model: `{result['model'].get('name', result['model'].get('source', '?'))}`; steer {result['steer_version']}; "
+          f"Model: `{result['model'].get('model_id', '?')}` (sha256 {str(result['model'].get('sha256'))[:12]}); steer {result['steer_version']}; "
           f"{result['seconds']:.0f} s.", ""]
     if result["mode"] == "flip":
         plots.plot_flips(result, out / "flips.png")
