@@ -26,15 +26,10 @@ import numpy as np
 
 from steer.artifacts import write_json_atomic
 from steer.faithfulness import Condition, answer_token_ids, flip_eval
+from steer.models import versions
 from steer.neurons import Strengths, score_units
 
 LABEL_MAP = {"1": "positive", "0": "negative", "positive": "positive", "negative": "negative"}
-
-
-def _version() -> str:
-    from importlib.metadata import version
-
-    return version("steer")
 
 
 # ------------------------------------------------------------------------------------------------ flips
@@ -126,8 +121,10 @@ def evaluate_flips(model: Any, cfg: FlipConfig = FlipConfig(), out: str | Path |
     conditions = []
     for site in cfg.sites:
         acts = cached_recording(model, worlds, site, cfg.position, sorted(set(layers) | set(other)), progress)
-        S = {d: score_units(acts, p, cfg.score) for d, p in props.items()}
-        scores = {name: {d: score_units(acts, p, name) for d, p in props.items()} for name in cfg.compare_scores}
+        raw = {d: Strengths.compute(acts, p) for d, p in props.items()}  # D and stats, shared by every score
+        S = {d: score_units(acts, p, cfg.score, raw=raw[d]) for d, p in props.items()}
+        scores = {name: {d: score_units(acts, p, name, raw=raw[d]) for d, p in props.items()}
+                  for name in cfg.compare_scores}
         conditions += flip_conditions(S, scores, cfg, layers, other, site)
 
     items = Worlds.from_file(cfg.eval_set or sst2_split(cfg.sst2, "validation"), template=cfg.eval_template,
@@ -137,7 +134,7 @@ def evaluate_flips(model: Any, cfg: FlipConfig = FlipConfig(), out: str | Path |
                        answers=dict(zip(("positive", "negative"), cfg.answers)))
     result.update(mode="flip", config=asdict(cfg), layers=layers, other_layers=other,
                   model=model.provenance, worlds=worlds.provenance, eval_set=items.provenance,
-                  steer_version=_version(), seconds=round(time.time() - t0, 1),
+                  steer_version=versions()["steer"], seconds=round(time.time() - t0, 1),
                   propositions={d: {"spec": p.name, "size": int(p.size)} for d, p in props.items()})
     if out is not None:
         write_report(result, out)
@@ -244,7 +241,7 @@ def build_methods(model: Any, cfg: SteeringEvalConfig, progress: bool = True) ->
     if cfg.caa_strengths:
         layer = model.n_layers // 2 if cfg.caa_layer is None else cfg.caa_layer
         resid = cached_recording(model, worlds, "resid", cfg.position, [layer], progress)
-        stats = {d: score_units(resid, p, "mean-diff").stats for d, p in props.items()}
+        stats = {d: resid.strength(p).stats for d, p in props.items()}
         methods.append(ResidualVector(f"residual vector (CAA, layer {layer})", list(cfg.caa_strengths), "baseline",
                                       {"layer": layer}, vectors=residual_vectors(stats, 0), layer=layer))
     if cfg.selfcond_k:
@@ -287,7 +284,7 @@ def evaluate_steering(model: Any, cfg: SteeringEvalConfig = SteeringEvalConfig()
                           progress=progress)
     budget = cfg.fluency_budget * result["unsteered"]["ppl"]
     result.update(mode="steer", config=asdict(cfg), model=model.provenance, prompts_sha256=prompt_hash, **prov,
-                  steer_version=_version(), seconds=round(time.time() - t0, 1), ppl_budget=budget)
+                  steer_version=versions()["steer"], seconds=round(time.time() - t0, 1), ppl_budget=budget)
     result["summary"] = {sc.name: summary_rows(result, sc.name) for sc in scorers}
     result["at_equal_fluency"] = {name: best_at_fluency(rows, budget) for name, rows in result["summary"].items()}
     if out is not None:

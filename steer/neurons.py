@@ -77,8 +77,10 @@ class Strengths:
         """The same strengths, keeping only some of the recorded layers."""
         from dataclasses import replace
 
-        idx = [self.layers.index(layer) if layer in self.layers else _missing_layer(layer, self.layers)
-               for layer in layers]
+        missing = [layer for layer in layers if layer not in self.layers]
+        if missing:
+            raise ValueError(f"layer(s) {missing} were not recorded (recorded: {self.layers})")
+        idx = [self.layers.index(layer) for layer in layers]
         st = self.stats
         return replace(self, D=self.D[idx], layers=list(layers),
                        stats=UnitStats(st.mean[idx], st.std[idx], st.mean_a[idx], st.mean_c[idx]))
@@ -126,10 +128,6 @@ class Strengths:
         units_against = [self.unit(self.layers[j], i) for j, i in flat_against]
         return NeuronSet(units_for, units_against, self.site, self.normalize, k, per_layer, self.proposition,
                          self.provenance)
-
-
-def _missing_layer(layer: int, layers: list[int]) -> int:
-    raise ValueError(f"layer {layer} was not recorded (recorded: {layers})")
 
 
 @dataclass
@@ -196,18 +194,24 @@ class NeuronSet:
         return ns
 
 
-def score_units(acts: Any, proposition: Any, score: str = "rank-D") -> Strengths:
+def score_units(acts: Any, proposition: Any, score: str = "rank-D", raw: Strengths | None = None) -> Strengths:
     """Strengths whose ranking score is one of ``selection.SCORES``: D on raw activations (``D``, the paper),
     on z-scores (``zscore-D``) or on normal scores of the ranks (``rank-D``), or a non-doxastic score
-    (``mean-diff``, ``smd``, ``ap``; see :mod:`steer.selection`). Per-unit stats are always the raw ones."""
+    (``mean-diff``, ``smd``, ``ap``; see :mod:`steer.selection`). Per-unit stats are always the raw ones.
+    ``raw`` (``Strengths.compute`` of the same recording and proposition, normalize="none") is reused when given,
+    so comparing several scores computes raw D and the stats once."""
     from steer import selection
 
-    normalize = {"D": "none", "zscore-D": "zscore", "rank-D": "rank"}
-    if score in normalize:
-        return Strengths.compute(acts, proposition, normalize=normalize[score])
     if score not in selection.SCORES:
         raise ValueError(f"unknown selection score {score!r}; use one of {', '.join(selection.SCORES)}")
-    base = Strengths.compute(acts, proposition, normalize="none")
+    if raw is not None and (raw.normalize != "none" or raw.proposition["name"] != proposition.name):
+        raise ValueError("raw must be the un-normalized Strengths of the same proposition")
+    normalize = {"zscore-D": "zscore", "rank-D": "rank"}
+    if score in normalize:
+        return Strengths.compute(acts, proposition, normalize=normalize[score])
+    base = raw if raw is not None else Strengths.compute(acts, proposition, normalize="none")
+    if score == "D":
+        return base
     st = base.stats
     if score == "mean-diff":
         values = selection.mean_difference(st.mean_a, st.mean_c)

@@ -41,6 +41,7 @@ class Scorer:
 
     name: str
     info: dict[str, Any] = field(default_factory=dict)
+    threshold: float = 0.0  # verdict +1 above it, -1 below its negative, else 0
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         raise NotImplementedError
@@ -49,13 +50,10 @@ class Scorer:
         s = self.score(texts)
         return np.where(s > self.threshold, 1, np.where(s < -self.threshold, -1, 0))
 
-    threshold: float = 0.0
-
 
 class VaderScorer(Scorer):
     def __init__(self):
-        super().__init__("vader", {"kind": "lexicon", "threshold": 0.05})
-        self.threshold = 0.05
+        super().__init__("vader", {"kind": "lexicon", "threshold": 0.05}, threshold=0.05)
 
     def score(self, texts: Sequence[str]) -> np.ndarray:
         from steer.metrics import vader_compound

@@ -268,3 +268,21 @@ def test_eval_cli_on_a_tiny_model(tmp_path, capsys, cache_env):
                "--out", str(out), "--quiet"])
     assert rc == 2 and "answers must be single tokens" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_score_units_reuses_raw_strengths_without_changing_them(tiny_qwen):
+    from steer.neurons import Strengths, score_units
+    from steer.record import record
+    from steer.worlds import Worlds
+
+    worlds = Worlds.from_records([{"text": t} for t in ["a lovely day", "cold soup", "the film", "great music",
+                                                        "awful service", "a quiet morning"]])
+    acts = record(tiny_qwen, worlds, site="mlp", layers=None, position="last", progress=False)
+    prop = worlds.mask([True, False, False, True, False, True])
+    raw = Strengths.compute(acts, prop)
+    for score in ("D", "mean-diff", "smd", "ap", "rank-D"):
+        assert torch.equal(score_units(acts, prop, score, raw=raw).D, score_units(acts, prop, score).D), score
+    with pytest.raises(ValueError, match="un-normalized"):
+        score_units(acts, prop, "smd", raw=acts.strength(prop, normalize="rank"))
+    with pytest.raises(ValueError, match="unknown selection score"):
+        score_units(acts, prop, "auroc")
