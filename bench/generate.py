@@ -18,10 +18,9 @@ import time
 
 import torch
 
-from steer.cli import DEMO_PROMPTS
-from steer.models import load_model
-from steer.steering import SteerConfig, Steerer, cached_neurons, proposition_spec
-from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+from steer import DEFAULT_PROMPT_SET, SteerConfig, Steerer, Worlds, load_model, steering_neurons
+
+PROMPTS = ["The hotel was", "I just finished reading the book, and", "The weather today is", "Our new neighbours are"]
 
 
 @torch.inference_mode()
@@ -42,16 +41,15 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    cfg = SteerConfig()
+    cfg = SteerConfig().resolve(k=args.k)
     rows = []
     for dtype in args.dtypes.split(","):
         model = load_model(args.model, dtype=dtype)
         worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
-        ns = cached_neurons(model, worlds, proposition_spec("positive"), cfg.site, cfg.position, cfg.layers,
-                            cfg.normalize, args.k or cfg.k, progress=False)
-        steerer = Steerer(model, ns, rule=cfg.rule, strength=cfg.strength)
+        ns = steering_neurons(model, worlds, "positive", cfg, progress=False)
+        steerer = Steerer(model, ns, rule=cfg.rule, coeff=cfg.coeff)
         for bs in map(int, args.batches.split(",")):
-            prompts = (DEMO_PROMPTS * bs)[:bs]
+            prompts = (PROMPTS * bs)[:bs]
             ids, mask = model.tokenize(prompts)
             timed_generate(model, ids, mask, 4)  # warm-up
             plain, steered = [], []
@@ -62,7 +60,7 @@ def main():
             n = bs * args.new_tokens
             rows.append((dtype, bs, n / min(plain), n / min(steered)))
     print(f"\ngeneration benchmark: {args.new_tokens} new tokens, greedy, KV cache, rule {cfg.rule}, "
-          f"k {args.k or cfg.k} for / against, {torch.get_num_threads()} threads, best of {args.repeats}")
+          f"k {cfg.k} for / against, {torch.get_num_threads()} threads, best of {args.repeats}")
     print(f"{'dtype':>9} {'batch':>5} {'unsteered tok/s':>15} {'steered tok/s':>13} {'ratio':>6}")
     for dtype, bs, p, s in rows:
         print(f"{dtype:>9} {bs:>5} {p:>15.1f} {s:>13.1f} {s / p:>6.3f}")

@@ -19,8 +19,18 @@ import time
 
 from common import PeakRSS
 
-from steer.evaluate import FlipConfig, evaluate_flips, flip_table, load_result, pooled_random, write_report
-from steer.models import load_model
+from steer import load_model
+from steer.eval import (
+    FlipConfig,
+    FlipItems,
+    FlipWorlds,
+    UnitChoice,
+    evaluate_flips,
+    flip_table,
+    load_result,
+    pooled_random,
+    write_report,
+)
 
 PAPER = {"accuracy": 0.912, "pos2neg": (0.979, 0.672, 0.278), "neg2pos": (0.986, 0.691, 0.024)}
 
@@ -46,9 +56,10 @@ def main():
     else:
         t0 = time.time()
         model = load_model(args.model, dtype=args.dtype)
-        cfg = FlipConfig(sst2=args.sst2, n_worlds=args.n_worlds, n_eval=args.n_eval,
-                         sites=tuple(args.sites.split(",")), random_seeds=tuple(range(args.random_seeds)),
-                         batch_size=args.batch_size, compare_scores=tuple(s for s in args.scores.split(",") if s))
+        units = UnitChoice(sites=tuple(args.sites.split(",")), random_seeds=tuple(range(args.random_seeds)),
+                           compare_scores=tuple(s for s in args.scores.split(",") if s))
+        cfg = FlipConfig(sst2=args.sst2, worlds=FlipWorlds(n=args.n_worlds), items=FlipItems(n=args.n_eval),
+                         units=units, batch_size=args.batch_size)
         with PeakRSS() as mem:
             r = evaluate_flips(model, cfg, out=args.out)
         print(f"\nmodel {model.name}, {args.dtype}; {time.time() - t0:.0f} s in all, "
@@ -59,19 +70,19 @@ def main():
     print(f"{'clean accuracy':38} {PAPER['accuracy']:>8.1%} {acc['rate']:>8.1%}  [{acc['lo']:.1%}, {acc['hi']:.1%}]"
           f"  (n={acc['n']})")
     pooled = pooled_random(r)
-    for site in r["config"]["sites"]:
-        for direction in ("pos2neg", "neg2pos"):
-            c = next(c for c in r["conditions"] if c["group"] == "method" and c["direction"] == direction
+    for site in r["config"]["units"]["sites"]:
+        for flip_name in ("pos2neg", "neg2pos"):
+            c = next(c for c in r["conditions"] if c["group"] == "method" and c["flip"] == flip_name
                      and c["info"]["site"] == site)
-            flip, p_ref = c["flip"], PAPER[direction]
-            src = "a" if direction == "pos2neg" else "b"
-            print(f"[{site}] {direction} flip rate{'':20} {p_ref[0]:>8.1%} {flip['rate']:>8.1%}  "
+            flip, p_ref = c["flip_rate"], PAPER[flip_name]
+            src = "a" if flip_name == "pos2neg" else "b"
+            print(f"[{site}] {flip_name} flip rate{'':20} {p_ref[0]:>8.1%} {flip['rate']:>8.1%}  "
                   f"[{flip['lo']:.1%}, {flip['hi']:.1%}]  (n={flip['n']})")
-            print(f"[{site}] {direction} P({src}) before -> after{'':9} {p_ref[1]:.1%}->{p_ref[2]:.1%}  "
+            print(f"[{site}] {flip_name} P({src}) before -> after{'':9} {p_ref[1]:.1%}->{p_ref[2]:.1%}  "
                   f"{c['p_source_before']:.1%}->{c['p_source_after']:.1%}")
-            rnd = pooled.get((direction, site))
+            rnd = pooled.get((flip_name, site))
             if rnd:
-                print(f"[{site}] {direction} random units (pooled){'':8} {'-':>8} {rnd['rate']:>8.1%}  "
+                print(f"[{site}] {flip_name} random units (pooled){'':8} {'-':>8} {rnd['rate']:>8.1%}  "
                       f"[{rnd['lo']:.1%}, {rnd['hi']:.1%}]  (n={rnd['n']})")
     print("\nall conditions:\n")
     print(flip_table(r))

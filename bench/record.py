@@ -23,9 +23,7 @@ import torch
 
 from common import PeakRSS
 
-from steer.models import load_model
-from steer.record import parse_layers, record
-from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+from steer import DEFAULT_PROMPT_SET, Worlds, load_model, parse_layers, record
 
 
 class _Stop(Exception):

@@ -5,7 +5,7 @@ strength computation (D for every unit once).
     steer find --model FILE.gguf --worlds ../shared/data/sst2/train.tsv --text-field sentence --n 1024 \\
         --seed 0 --template paper-2shot --proposition vader_pos:top25 --site mlp --out runs/qwen-mlp
     python bench/stability.py --recording runs/qwen-mlp/activations --worlds ../shared/data/sst2/train.tsv \\
-        --text-field sentence --n 1024 --seed 0 --template paper-2shot --proposition vader_pos:top25 --K 500
+        --text-field sentence --n 1024 --seed 0 --template paper-2shot --proposition vader_pos:top25 --resamples 500
 """
 
 from __future__ import annotations
@@ -19,10 +19,7 @@ import numpy as np
 import torch
 from common import PeakRSS
 
-from steer.find import needs_vader
-from steer.record import Activations
-from steer.stability import bootstrap
-from steer.worlds import Worlds
+from steer import Activations, Worlds, bootstrap
 
 
 def main():
@@ -34,7 +31,7 @@ def main():
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--proposition", required=True)
-    ap.add_argument("--K", type=int, default=500)
+    ap.add_argument("--resamples", type=int, default=500)
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--normalize", default="none")
     ap.add_argument("--chunk", type=int, default=8192)
@@ -42,8 +39,7 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
 
     worlds = Worlds.from_file(args.worlds, template=args.template, text_field=args.text_field, n=args.n, seed=args.seed)
-    if needs_vader(worlds, args.proposition):
-        worlds = worlds.with_vader()  # as steer find did before recording
+    worlds = worlds.with_fields_for(args.proposition)  # VADER fields, as steer find adds them before recording
     acts = Activations.load(args.recording)
     if acts.worlds.get("prompt_set_sha256") != worlds.prompt_set_hash:
         raise SystemExit("the recording was made from other worlds")
@@ -58,14 +54,14 @@ def main():
     gc.collect()
     with PeakRSS() as m2:
         t = time.perf_counter()
-        res = bootstrap(X.reshape(n, -1), np.asarray(prop.mask), K=args.K, k=args.k, normalize=args.normalize,
+        res = bootstrap(X.reshape(n, -1), np.asarray(prop.mask), resamples=args.resamples, k=args.k, normalize=args.normalize,
                         chunk=args.chunk, progress=True)
         t_boot = time.perf_counter() - t
     print(f"\nstability benchmark: {acts.model.get('model_id')}, site {acts.site}, {n} worlds x {layers * width:,} "
           f"units, proposition {prop.name!r}, normalize={args.normalize}, {torch.get_num_threads()} threads")
     print(f"one strength computation: {t_one:7.2f} s, peak +{m1.extra_mb:,.0f} MB (X itself: {X.numel() * 4 / 2**20:,.0f} MB)")
-    print(f"bootstrap K={args.K}, chunk {args.chunk}: {t_boot:7.2f} s, peak +{m2.extra_mb:,.0f} MB")
-    print(f"ratio bootstrap / one strength computation: {t_boot / t_one:.1f} (per resample: {t_boot / t_one / args.K:.3f})")
+    print(f"bootstrap {args.resamples} resamples, chunk {args.chunk}: {t_boot:7.2f} s, peak +{m2.extra_mb:,.0f} MB")
+    print(f"ratio bootstrap / one strength computation: {t_boot / t_one:.1f} (per resample: {t_boot / t_one / args.resamples:.3f})")
     top = torch.topk(res.freq_for, 5)
     print("most frequent top-k units for A:", ", ".join(
         f"L{i // width}.{i % width} ({f:.2f})" for i, f in zip(top.indices.tolist(), top.values.tolist())))

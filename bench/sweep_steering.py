@@ -1,18 +1,18 @@
-"""Sweep: which selection score, k, layers, rule and strength move sentiment most at small fluency cost?
+"""Sweep: which selection score, k, layers, rule and coeff move sentiment most at small fluency cost?
 
 On a development set of our own neutral prompt openings (prompts/steering_dev.jsonl; never the test prompts),
 each configuration generates continuations toward positive (the neuron set of label=positive) and toward
 negative (label=negative), n seeds per prompt, sampled (temperature 1, top-p 0.9). Reported per configuration:
 
 - pos / neg: mean VADER compound of the continuations toward positive / negative; sep = (pos - neg) / 2;
-- the same for a random-unit control (same k, rule, strength; random units with their own stats): ctrl sep;
+- the same for a random-unit control (same k, rule, coeff; random units with their own stats): ctrl sep;
 - ppl: perplexity of the steered continuations under the unsteered model (both directions pooled), next to
   the unsteered continuations' perplexity (base ppl).
 
 One recording of the worlds (prompts/sentiment.jsonl with the chosen template) serves every configuration.
 
-    python bench/sweep_steering.py --stage rules      # rule x strength at k=50, raw and z-scored D
-    python bench/sweep_steering.py --stage k          # k and layer ranges for --rule/--strengths
+    python bench/sweep_steering.py --stage rules      # rule x coeff at k=50, raw and z-scored D
+    python bench/sweep_steering.py --stage k          # k and layer ranges for --rule/--coeffs
 """
 
 from __future__ import annotations
@@ -27,14 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steer.metrics import perplexity, vader_compound
-from steer.models import load_model
-from steer.record import parse_layers, record
-from steer.steering import Steerer, generate_text
-from steer.worlds import DEFAULT_PROMPT_SET, PROMPTS_DIR, Worlds
+from steer import DEFAULT_PROMPT_SET, PROMPTS_DIR, Steerer, Worlds, generate_text, load_model, parse_layers, record
+from steer.eval import perplexity, vader_compound
 
 
-def run_config(model, strengths, k, layers, rule, strength, prompts, seeds, max_new, control_seed=None):
+def run_config(model, strengths, k, layers, rule, coeff, prompts, seeds, max_new, control_seed=None):
     """Mean compound toward positive and negative, and the pooled steered perplexity."""
     out = {}
     conts_all, prompts_all = [], []
@@ -44,7 +41,7 @@ def run_config(model, strengths, k, layers, rule, strength, prompts, seeds, max_
             s = s.restrict(layers)
         # the control draws different random units for the two directions (the same units would make sep 0)
         ns = s.top(k) if control_seed is None else s.random(k, seed=control_seed + i)
-        st = Steerer(model, ns, rule=rule, strength=strength, toward=True)
+        st = Steerer(model, ns, rule=rule, coeff=coeff, direction="toward")
         conts = []
         for seed in seeds:
             conts += st.generate(prompts, max_new_tokens=max_new, seed=seed, do_sample=True, top_p=0.9)
@@ -61,12 +58,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--template", default="plain")
-    ap.add_argument("--position", default="mean")
+    ap.add_argument("--reduce", default="mean")
     ap.add_argument("--site", default="mlp")
     ap.add_argument("--stage", default="rules", choices=["rules", "k", "custom"])
     ap.add_argument("--normalize", default="none,zscore")
     ap.add_argument("--rules", default="additive,clamp,scale,paper,mean-ablate")
-    ap.add_argument("--strengths", default=None, help="comma list; default depends on the rule")
+    ap.add_argument("--coeffs", default=None, help="comma list; default depends on the rule")
     ap.add_argument("--ks", default="50")
     ap.add_argument("--layer-sets", default="all", help="semicolon list of layer specs, e.g. 'all;0-9;10-19;20-29'")
     ap.add_argument("--seeds", type=int, default=2)
@@ -82,7 +79,7 @@ def main():
     model = load_model(args.model)
     worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=args.template)
     t = time.time()
-    acts = record(model, worlds, site=args.site, position=args.position, batch_size=32, progress=False)
+    acts = record(model, worlds, site=args.site, reduce=args.reduce, batch_size=32, progress=False)
     print(f"recorded {len(worlds)} worlds in {time.time() - t:.0f}s", flush=True)
     prompts = [json.loads(line)["text"] for line in open(PROMPTS_DIR / f"steering_{args.prompt_set}.jsonl")][:args.prompts]
     seeds = list(range(args.seeds))
@@ -94,26 +91,26 @@ def main():
     print(f"unsteered: compound {base_c:+.3f}, ppl {base_ppl:.1f}  ({len(prompts)} prompts x {len(seeds)} seeds, "
           f"{args.max_new_tokens} new tokens)", flush=True)
 
-    default_strengths = {"additive": "2,4,8,16", "clamp": "0.5,1,2,4", "scale": "2,5,20", "paper": "1,3,5",
+    default_coeffs = {"additive": "2,4,8,16", "clamp": "0.5,1,2,4", "scale": "2,5,20", "paper": "1,3,5",
                          "mean-ablate": "1"}
     rows = []
-    header = (f"{'norm':>6} {'k':>5} {'layers':>8} {'rule':>11} {'str':>5} {'pos':>7} {'neg':>7} {'sep':>7} "
+    header = (f"{'norm':>6} {'k':>5} {'layers':>8} {'rule':>11} {'coeff':>5} {'pos':>7} {'neg':>7} {'sep':>7} "
               f"{'ppl':>7} {'ctrl sep':>8} {'ctrl ppl':>8}")
     print(header, flush=True)
     for norm in args.normalize.split(","):
         strengths = {d: acts.strength(worlds.proposition(f"label={d}"), normalize=norm) for d in ("positive", "negative")}
         for rule, k, lspec in itertools.product(args.rules.split(","), args.ks.split(","), args.layer_sets.split(";")):
             layers = None if lspec == "all" else parse_layers(lspec, model.n_layers)
-            for strength in (args.strengths or default_strengths[rule]).split(","):
-                r = run_config(model, strengths, int(k), layers, rule, float(strength), prompts, seeds,
+            for coeff in (args.coeffs or default_coeffs[rule]).split(","):
+                r = run_config(model, strengths, int(k), layers, rule, float(coeff), prompts, seeds,
                                args.max_new_tokens)
-                c = (run_config(model, strengths, int(k), layers, rule, float(strength), prompts, seeds,
+                c = (run_config(model, strengths, int(k), layers, rule, float(coeff), prompts, seeds,
                                 args.max_new_tokens, control_seed=0) if args.control else None)
-                row = {"normalize": norm, "k": int(k), "layers": lspec, "rule": rule, "strength": float(strength),
+                row = {"normalize": norm, "k": int(k), "layers": lspec, "rule": rule, "coeff": float(coeff),
                        **{f"steer_{a}": b for a, b in r.items()}, "base_compound": base_c, "base_ppl": base_ppl,
                        **({f"ctrl_{a}": b for a, b in c.items()} if c else {})}
                 rows.append(row)
-                print(f"{norm:>6} {k:>5} {lspec:>8} {rule:>11} {float(strength):>5g} {r['positive']:>+7.3f} "
+                print(f"{norm:>6} {k:>5} {lspec:>8} {rule:>11} {float(coeff):>5g} {r['positive']:>+7.3f} "
                       f"{r['negative']:>+7.3f} {r['sep']:>+7.3f} {r['ppl']:>7.1f} "
                       + (f"{c['sep']:>+8.3f} {c['ppl']:>8.1f}" if c else f"{'-':>8} {'-':>8}")
                       + f"   | {r['example']!r}", flush=True)
@@ -124,7 +121,7 @@ def main():
     best = max((r for r in rows if r["steer_ppl"] <= 1.5 * base_ppl), key=lambda r: r["steer_sep"], default=None)
     print(f"\nunsteered compound {base_c:+.3f}, ppl {base_ppl:.1f}")
     if best:
-        print(f"best separation with ppl <= 1.5 x unsteered: {json.dumps({k: best[k] for k in ('normalize', 'k', 'layers', 'rule', 'strength', 'steer_sep', 'steer_ppl')})}")
+        print(f"best separation with ppl <= 1.5 x unsteered: {json.dumps({k: best[k] for k in ('normalize', 'k', 'layers', 'rule', 'coeff', 'steer_sep', 'steer_ppl')})}")
 
 
 if __name__ == "__main__":

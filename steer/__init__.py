@@ -1,21 +1,103 @@
 """steer: find the units of a language model that speak for a proposition, and steer generation with them.
 
-Data flow: prompt set -> :class:`Worlds` -> :func:`record` (reasons vectors) -> :meth:`Activations.strength`
-(doxastic strength D) -> :meth:`Strengths.top` (a :class:`NeuronSet`) -> :class:`Steerer` (rewrites the units
-during generation). One call: ``steer.generate("The hotel was", toward="positive")``.
+Data flow: prompt set -> :class:`Worlds` -> :func:`record` (reasons vectors, :class:`Activations`) ->
+:meth:`Activations.strength` (doxastic strength D, :class:`Strengths`) -> :meth:`Strengths.top` (a
+:class:`NeuronSet`) -> :class:`Steerer` (an :class:`Intervention` rewriting the units during generation).
+One call: ``steer.generate("The hotel was", toward="positive")``. The evaluation harness is :mod:`steer.eval`.
 """
 
+__version__ = "0.2.0"
+
 from steer.artifacts import ArtifactMismatchError
+from steer.cache import cache_dir, cached_model, cached_neurons, cached_recording
+from steer.explain import Explanation, candidate_propositions, explain_unit, sanity_checks
+from steer.find import FindResult, find, format_find, format_trust, trust_report
+from steer.interventions import (
+    APPLY_TO,
+    DIRECTIONS,
+    RULES,
+    Affine,
+    Intervention,
+    LayerEdit,
+    Rule,
+    UnitTable,
+    get_rule,
+    register_rule,
+)
 from steer.models import Model, ModelLoadError, load_model
-from steer.neurons import NeuronSet, Strengths, Unit
-from steer.record import SITES, Activations, record
-from steer.steering import SteerConfig, Steerer, generate, steering
-from steer.strength import TrivialPropositionError, doxastic_strength, group_strength
-from steer.worlds import Proposition, PromptSetError, Template, Worlds
+from steer.neurons import D_SCORES, NeuronSet, Strengths, Unit, UnitScores, score_units
+from steer.plots import plot_stability, plot_strength_by_layer
+from steer.record import REDUCTIONS, SITES, Activations, hook_name, parse_layers, record, resolve_layers
+from steer.resources import DEFAULT_PROMPT_SET, PROMPTS_DIR
+from steer.selection import SCORES
+from steer.stability import Bootstrap, bootstrap, bootstrap_neurons, prediction_set
+from steer.steering import GenerationConfig, SteerConfig, Steerer, generate, generate_text, steering_neurons
+from steer.strength import NORMALIZATIONS, TrivialPropositionError, doxastic_strength, group_strength
+from steer.worlds import PromptSetError, Proposition, Template, Worlds
 
 __all__ = [
-    "Activations", "ArtifactMismatchError", "Model", "ModelLoadError", "NeuronSet", "PromptSetError",
-    "Proposition", "SITES", "Strengths", "Template", "TrivialPropositionError", "Unit", "Worlds",
-    "doxastic_strength", "group_strength", "load_model", "record",
-    "SteerConfig", "Steerer", "generate", "steering",
+    "APPLY_TO",
+    "DEFAULT_PROMPT_SET",
+    "DIRECTIONS",
+    "D_SCORES",
+    "NORMALIZATIONS",
+    "PROMPTS_DIR",
+    "REDUCTIONS",
+    "RULES",
+    "SCORES",
+    "SITES",
+    "Activations",
+    "Affine",
+    "ArtifactMismatchError",
+    "Bootstrap",
+    "Explanation",
+    "FindResult",
+    "GenerationConfig",
+    "Intervention",
+    "LayerEdit",
+    "Model",
+    "ModelLoadError",
+    "NeuronSet",
+    "PromptSetError",
+    "Proposition",
+    "Rule",
+    "SteerConfig",
+    "Steerer",
+    "Strengths",
+    "Template",
+    "TrivialPropositionError",
+    "Unit",
+    "UnitScores",
+    "UnitTable",
+    "Worlds",
+    "__version__",
+    "bootstrap",
+    "bootstrap_neurons",
+    "cache_dir",
+    "cached_model",
+    "cached_neurons",
+    "cached_recording",
+    "candidate_propositions",
+    "doxastic_strength",
+    "explain_unit",
+    "find",
+    "format_find",
+    "format_trust",
+    "generate",
+    "generate_text",
+    "get_rule",
+    "group_strength",
+    "hook_name",
+    "load_model",
+    "parse_layers",
+    "plot_stability",
+    "plot_strength_by_layer",
+    "prediction_set",
+    "record",
+    "register_rule",
+    "resolve_layers",
+    "sanity_checks",
+    "score_units",
+    "steering_neurons",
+    "trust_report",
 ]

@@ -1,62 +1,98 @@
 """Saving artifacts safely and checking their provenance.
 
-Every artifact (recorded activations, neuron sets) is written to a temporary name and renamed into place, so
-an interrupted run leaves nothing half-written under the final name. Each carries its provenance: the model
-identity (id, revision or file hash, architecture and sizes), the hook site, positions, the prompt set's
-hash and template, and library versions. Loading it against another model or site is an
-:class:`ArtifactMismatchError`.
+Every file steer writes goes through :func:`atomic_file` (a fresh temporary file created exclusively in the
+target's directory, renamed into place when complete) and every directory through :func:`atomic_dir`, so an
+interrupted run leaves nothing half-written under the final name. Artifacts (recorded activations, neuron sets)
+carry their provenance: the model identity (id, revision or file hash, architecture and sizes), the hook site,
+the token reduction, the prompt set's hash and template, and library versions. Loading one against another
+model or site is an :class:`ArtifactMismatchError`. :func:`content_key` is the one hash that names cache
+entries by what they were made from.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+# 2: units carry "score" (was "D"), neuron sets "score" (was "normalize"), recordings "reduce" (was "position")
+FORMAT_VERSION = 2
+# What makes two models the same model for artifact checks (dtype and device are not part of it).
+IDENTITY_KEYS = ("model_id", "revision", "sha256", "architecture", "n_layers", "d_model", "d_mlp")
 
 
 class ArtifactMismatchError(ValueError):
     """An artifact was made with another model, site or prompt set than the one it is used with."""
 
 
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
+def content_key(obj: Any, length: int = 24) -> str:
+    """A short hex sha256 of ``obj`` as canonical JSON: the name of a cache entry made from ``obj``.
+
+    Args:
+        obj: anything JSON can render (other values are rendered with ``str``).
+        length: hex digits kept.
+
+    Returns:
+        The first ``length`` hex digits of the hash.
+    """
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:length]
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a fresh temporary path in ``path``'s directory; it replaces ``path`` only if the block completes.
+
+    The temporary file is created exclusively (``mkstemp``: an unpredictable name, never a planted symlink), so
+    writers may open it by name. On any exception it is removed and ``path`` is left as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        tmp.write_text(json.dumps(obj, indent=1, default=str))
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically and return the path."""
+    path = Path(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1, default=str))
     return path
 
 
 @contextmanager
-def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
+def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a fresh temporary directory that replaces ``target`` only if the block completes."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    old = None
     if target.exists():
-        os.replace(target, old)
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        os.replace(target, old / "content")
     os.replace(tmp, target)
-    shutil.rmtree(old, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
-def read_json(path: str | os.PathLike, kind: str) -> dict[str, Any]:
+def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
+    """Read an artifact file, checking that it holds ``kind`` in a format version this library reads."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {kind} at {path}")
@@ -64,20 +100,29 @@ def read_json(path: str | os.PathLike, kind: str) -> dict[str, Any]:
         obj = json.loads(path.read_text())
     except ValueError as e:
         raise ArtifactMismatchError(f"{path} is not a valid {kind} file ({e})") from None
-    if obj.get("kind") != kind:
-        raise ArtifactMismatchError(f"{path} holds {obj.get('kind')!r}, not {kind!r}")
+    if not isinstance(obj, dict) or obj.get("kind") != kind:
+        found = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
+        raise ArtifactMismatchError(f"{path} holds {found!r}, not {kind!r}")
+    if obj.get("format") != FORMAT_VERSION:
+        raise ArtifactMismatchError(
+            f"{path} is a {kind} in format {obj.get('format')!r}; this steer reads format {FORMAT_VERSION}. "
+            "Recreate it with this version (cached entries under $STEER_CACHE are recreated when deleted)."
+        )
     return obj
 
 
-def check_model(saved_identity: dict[str, Any], model: Any, what: str) -> None:
-    """Raise unless the model (a steer Model or an identity dict) is the one the artifact was made with."""
-    current = model.identity if hasattr(model, "identity") else dict(model)
-    diffs = [f"{k}: saved {saved_identity.get(k)!r}, given {current.get(k)!r}"
-             for k in saved_identity if saved_identity.get(k) != current.get(k)]
+def check_model(saved_identity: Mapping[str, Any], current_identity: Mapping[str, Any], what: str) -> None:
+    """Raise ArtifactMismatchError unless the current model's identity matches the one an artifact was made with."""
+    diffs = [
+        f"{k}: saved {saved_identity.get(k)!r}, given {current_identity.get(k)!r}"
+        for k in saved_identity
+        if saved_identity.get(k) != current_identity.get(k)
+    ]
     if diffs:
         raise ArtifactMismatchError(f"{what} was made with another model ({'; '.join(diffs)})")
 
 
 def check_site(saved_site: str, site: str | None, what: str) -> None:
+    """Raise ArtifactMismatchError when ``site`` is given and differs from the artifact's site."""
     if site is not None and site != saved_site:
         raise ArtifactMismatchError(f"{what} was recorded at site {saved_site!r}, not {site!r}")

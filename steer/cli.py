@@ -1,71 +1,141 @@
-"""The `steer` command line."""
+"""The `steer` command line.
+
+Every default lives in one place: the config dataclasses (``SteerConfig``, ``GenerationConfig``, ``FlipConfig``,
+``SteeringEvalConfig``) and the library functions' signatures. A flag left out is passed as None and the config
+decides; the help shows the config's value. This module is a front end: it may import the evaluation harness
+(``steer.eval``), which the library itself never does.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from steer.interventions import APPLY_TO, RULES
+from steer.record import REDUCTIONS, SITES, parse_layers
+from steer.selection import SCORES
+from steer.steering import GenerationConfig, SteerConfig
 from steer.strength import NORMALIZATIONS
+
+if TYPE_CHECKING:
+    from steer.find import FindResult
+    from steer.models import Model
+    from steer.strength import Normalize
+    from steer.worlds import Worlds
+
+T = TypeVar("T")
+STEER = SteerConfig()
+GEN = GenerationConfig()
+
+
+def _default(value: object) -> str:
+    return f"(default: {value})"
 
 
 def _common_model(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="default",
-                   help="'default', 'bundled' (SmolLM2-135M-Instruct, offline), a hub id, a model dir or a .gguf file")
+    p.add_argument(
+        "--model",
+        default="default",
+        help="'default', 'bundled' (SmolLM2-135M-Instruct, offline), a hub id, a model dir or a .gguf file",
+    )
     p.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
 
 
 def _common_worlds(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--worlds", default=None, help="prompt set: .jsonl/.csv/.tsv, a datasets dir or a hub dataset "
-                   "(default: prompts/sentiment.jsonl)")
+    p.add_argument(
+        "--worlds",
+        default=None,
+        help="prompt set: .jsonl/.csv/.tsv, a datasets dir or a hub dataset (default: prompts/sentiment.jsonl)",
+    )
     p.add_argument("--template", default="plain", help="template name under prompts/templates, a file, or a string")
     p.add_argument("--text-field", default=None, help="field holding the text, copied into {text} (e.g. sentence)")
     p.add_argument("--n", type=int, default=None, help="use n records (the first n, or a sample with --seed)")
     p.add_argument("--seed", type=int, default=None, help="sample the n records with this seed")
 
 
+def _units(p: argparse.ArgumentParser, position_help: str) -> None:
+    p.add_argument(
+        "--proposition",
+        required=True,
+        help="e.g. label=positive, label!=neutral, score>0.5, vader_pos:top25 (VADER fields are added on demand)",
+    )
+    p.add_argument("--site", default="mlp", choices=list(SITES))
+    p.add_argument("--layers", default="all", help="all, 23, -1, 0,5,10 or 18-23")
+    p.add_argument("--reduce", default="last", choices=list(REDUCTIONS), help=position_help)
+    p.add_argument("--k", type=int, default=5, help="units for and against")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--recording", default=None, help="reuse a saved recording directory instead of recording")
+    p.add_argument("--alpha", type=float, default=0.1, help="interval / prediction-set level")
+    p.add_argument("--bootstrap-seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="directory for the artifacts and plots")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _steer_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)"
+    )
+    p.add_argument("--template", default=None, help=f"template for recording the worlds {_default(STEER.template)}")
+    p.add_argument("--site", default=None, choices=list(SITES), help=_default(STEER.site))
+    p.add_argument(
+        "--reduce",
+        default=None,
+        choices=list(REDUCTIONS),
+        help=f"how a world's tokens become one vector {_default(STEER.reduce)}",
+    )
+    p.add_argument("--layers", default=None, help="all, 23, 0,5,10 or 18-23 (default: all)")
+    p.add_argument("--score", default=None, choices=list(SCORES), help=f"selection score {_default(STEER.score)}")
+    p.add_argument("--k", type=int, default=None, help=f"units for and against {_default(STEER.k)}")
+    p.add_argument("--rule", default=None, choices=list(RULES), help=_default(STEER.rule))
+    p.add_argument(
+        "--coeff",
+        type=float,
+        default=None,
+        help=f"the rule's coefficient {_default(STEER.coeff)} for {STEER.rule}; another rule: its own default",
+    )
+    p.add_argument(
+        "--apply-to", default=None, choices=list(APPLY_TO), help=f"token positions rewritten {_default(STEER.apply_to)}"
+    )
+    p.add_argument("--max-new-tokens", type=int, default=None, help=_default(GEN.max_new_tokens))
+    p.add_argument("--seed", type=int, default=None, help=f"sampling seed {_default(GEN.seed)}")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="steer", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="steer",
+        description="Find the units of a language model that speak for a proposition, and steer generation with them.",
+    )
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     f = sub.add_parser("find", help="find the units that speak for and against a proposition")
     _common_model(f)
     _common_worlds(f)
-    f.add_argument("--proposition", required=True,
-                   help="e.g. label=positive, label!=neutral, score>0.5, vader_pos:top25 (VADER fields are added on demand)")
-    f.add_argument("--site", default="mlp", choices=["mlp", "resid"])
-    f.add_argument("--layers", default="all", help="all, 23, -1, 0,5,10 or 18-23")
-    f.add_argument("--position", default="last", choices=["last", "mean"])
-    f.add_argument("--k", type=int, default=5)
+    _units(f, "how a world's tokens become one vector: its last token (the paper) or the mean")
     f.add_argument("--per-layer", action="store_true", help="top-k in every layer instead of over all layers")
-    f.add_argument("--normalize", default="all", choices=["all", *NORMALIZATIONS],
-                   help="D on raw activations (none, the paper), per-unit z-scores (zscore), per-unit normal scores "
-                        "of the ranks (rank), or all three (default)")
-    f.add_argument("--batch-size", type=int, default=16)
-    f.add_argument("--recording", default=None, help="reuse a saved recording directory instead of recording")
+    f.add_argument(
+        "--normalize",
+        default="all",
+        choices=["all", *NORMALIZATIONS],
+        help="D on raw activations (none, the paper), per-unit z-scores (zscore), per-unit normal scores "
+        "of the ranks (rank), or all three (default)",
+    )
     f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for stability (0: none)")
-    f.add_argument("--alpha", type=float, default=0.1, help="interval / prediction-set level")
-    f.add_argument("--bootstrap-seed", type=int, default=0)
-    f.add_argument("--out", default=None, help="directory for the artifacts and plots")
-    f.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("stability", help="how stable and trustworthy are the units found for a proposition?")
     _common_model(t)
     _common_worlds(t)
-    t.add_argument("--proposition", required=True)
-    t.add_argument("--site", default="mlp", choices=["mlp", "resid"])
-    t.add_argument("--layers", default="all")
-    t.add_argument("--position", default="last", choices=["last", "mean"])
-    t.add_argument("--k", type=int, default=5)
+    _units(t, "how a world's tokens become one vector")
     t.add_argument("--normalize", default="rank", choices=list(NORMALIZATIONS))
-    t.add_argument("--K", type=int, default=500, help="bootstrap resamples")
-    t.add_argument("--alpha", type=float, default=0.1)
-    t.add_argument("--bootstrap-seed", type=int, default=0)
+    t.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
     t.add_argument("--q", type=float, default=0.1, help="top share of worlds that binarizes a unit (IoU, F1...)")
     t.add_argument("--delta", type=float, default=0.05, help="failure probability of the uniform bounds")
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--recording", default=None)
-    t.add_argument("--out", default=None)
-    t.add_argument("--quiet", action="store_true")
 
     g = sub.add_parser("generate", help="unsteered and steered continuations of a prompt, side by side")
     g.add_argument("prompt")
@@ -76,43 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="evaluation harness: the paper's flip protocol, or steering quality vs baselines")
     esub = e.add_subparsers(dest="mode", required=True)
-    ef = esub.add_parser("flip", help="do the units flip the model's classification? (paper protocol + controls)")
-    _common_model(ef)
-    ef.add_argument("--sst2", default="stanfordnlp/sst2", help="hub dataset or a GLUE dir with train/validation.tsv")
-    ef.add_argument("--worlds", default=None, help="worlds file (default: SST-2 train)")
-    ef.add_argument("--n-worlds", type=int, default=1024)
-    ef.add_argument("--eval-set", default=None, help="labelled evaluation file (default: SST-2 validation)")
-    ef.add_argument("--n-eval", type=int, default=500)
-    ef.add_argument("--sites", default="resid", help="comma-separated: resid (the paper), mlp")
-    ef.add_argument("--layers", default="-1", help="layers to select units from, e.g. -1 (the last) or 10,11")
-    ef.add_argument("--other-layers", default=None, help="the other layer choice (default: all, or the last)")
-    ef.add_argument("--k", type=int, default=5)
-    ef.add_argument("--score", default="D", help="selection score: D, zscore-D, rank-D, mean-diff, smd, ap")
-    ef.add_argument("--compare-scores", default="mean-diff", help="control scores, comma-separated ('' for none)")
-    ef.add_argument("--random-seeds", type=int, default=3)
-    ef.add_argument("--batch-size", type=int, default=32)
-    ef.add_argument("--out", required=True, help="report directory (result.json, report.md, flips.png)")
-    ef.add_argument("--quiet", action="store_true")
-    es = esub.add_parser("steer", help="generation quality of neuron steering against baselines, over strengths")
-    _common_model(es)
-    es.add_argument("--prompts", nargs="+", default=None,
-                    help="prompt files (default: prompts/steering_test.jsonl prompts/steering_opposite.jsonl)")
-    es.add_argument("--n-prompts", type=int, default=None)
-    es.add_argument("--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)")
-    es.add_argument("--k", type=int, default=500)
-    es.add_argument("--score", default="rank-D")
-    es.add_argument("--compare-scores", default="", help="other selection scores to steer with, comma-separated")
-    es.add_argument("--strengths", default="1,2,3,4,6")
-    es.add_argument("--caa-layer", type=int, default=None)
-    es.add_argument("--caa-strengths", default="2,4,8,16")
-    es.add_argument("--selfcond-k", default="10,50,200,1000")
-    es.add_argument("--no-prompting", action="store_true")
-    es.add_argument("--scorers", default="vader,minilm-sst2", help="vader, minilm-sst2, hf:<model id>, auto")
-    es.add_argument("--sst2", default="stanfordnlp/sst2", help="labelled data for the minilm-sst2 classifier")
-    es.add_argument("--seeds", default="0,1")
-    es.add_argument("--max-new-tokens", type=int, default=30)
-    es.add_argument("--out", required=True)
-    es.add_argument("--quiet", action="store_true")
+    _flip_parser(
+        esub.add_parser("flip", help="do the units flip the model's classification? (paper protocol + controls)")
+    )
+    _steering_eval_parser(esub.add_parser("steer", help="generation quality of neuron steering against baselines"))
 
     d = sub.add_parser("demo", help="the main job: find sentiment neurons, then steer a few prompts both ways")
     _common_model(d)
@@ -121,80 +158,200 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _steer_options(p: argparse.ArgumentParser) -> None:
-    from steer.interventions import RULES
+def _flip_parser(p: argparse.ArgumentParser) -> None:
+    from steer.eval.harness import FlipConfig
 
-    p.add_argument("--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)")
-    p.add_argument("--template", default=None, help="template for recording the worlds (default: steer's choice)")
-    p.add_argument("--k", type=int, default=None, help="units for and against (default: steer's choice)")
-    p.add_argument("--rule", default=None, choices=RULES)
-    p.add_argument("--strength", type=float, default=None)
-    p.add_argument("--normalize", default=None, choices=list(NORMALIZATIONS))
-    p.add_argument("--site", default=None, choices=["mlp", "resid"])
-    p.add_argument("--layers", default=None, help="all, 23, 0,5,10 or 18-23 (default: steer's choice)")
-    p.add_argument("--max-new-tokens", type=int, default=40)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    c = FlipConfig()
+    _common_model(p)
+    p.add_argument(
+        "--sst2", default=None, help=f"hub dataset or a GLUE dir with train/validation.tsv {_default(c.sst2)}"
+    )
+    p.add_argument("--worlds", default=None, help="worlds file (default: SST-2 train)")
+    p.add_argument("--n-worlds", type=int, default=None, help=_default(c.worlds.n))
+    p.add_argument("--eval-set", default=None, help="labelled evaluation file (default: SST-2 validation)")
+    p.add_argument("--n-eval", type=int, default=None, help=_default(c.items.n))
+    p.add_argument(
+        "--sites", default=None, help=f"comma-separated: resid (the paper), mlp {_default(','.join(c.units.sites))}"
+    )
+    p.add_argument(
+        "--layers", default=None, help="layers to select units from, e.g. -1 (the last) or 10,11 (default: -1)"
+    )
+    p.add_argument("--other-layers", default=None, help="the other layer choice (default: all, or the last)")
+    p.add_argument("--k", type=int, default=None, help=_default(c.units.k))
+    p.add_argument("--score", default=None, choices=list(SCORES), help=f"selection score {_default(c.units.score)}")
+    p.add_argument(
+        "--compare-scores",
+        default=None,
+        help=f"control scores, comma-separated ('' for none) {_default(','.join(c.units.compare_scores))}",
+    )
+    p.add_argument(
+        "--random-seeds",
+        type=int,
+        default=None,
+        help=f"how many random-unit controls {_default(len(c.units.random_seeds))}",
+    )
+    p.add_argument("--batch-size", type=int, default=None, help=_default(c.batch_size))
+    p.add_argument("--out", required=True, help="report directory (result.json, report.md, flips.png)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def _steering_eval_parser(p: argparse.ArgumentParser) -> None:
+    from steer.eval.harness import SteeringEvalConfig
+
+    c = SteeringEvalConfig()
+    _common_model(p)
+    p.add_argument("--prompts", nargs="+", default=None, help=f"prompt files {_default(' '.join(c.prompts))}")
+    p.add_argument("--n-prompts", type=int, default=None, help="use the first n prompts (default: all)")
+    p.add_argument(
+        "--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)"
+    )
+    p.add_argument("--k", type=int, default=None, help=_default(c.k))
+    p.add_argument("--score", default=None, choices=list(SCORES), help=_default(c.score))
+    p.add_argument("--compare-scores", default=None, help="other selection scores to steer with, comma-separated")
+    p.add_argument("--coeffs", default=None, help=f"the neuron rule's coefficients {_default(_join(c.coeffs))}")
+    p.add_argument("--caa-layer", type=int, default=None, help="the residual vector's layer (default: the middle)")
+    p.add_argument("--caa-coeffs", default=None, help=_default(_join(c.caa_coeffs)))
+    p.add_argument("--selfcond-k", default=None, help=_default(_join(c.selfcond_k)))
+    p.add_argument("--no-prompting", action="store_true")
+    p.add_argument(
+        "--scorers", default=None, help=f"vader, minilm-sst2, hf:<model id>, auto {_default(_join(c.scorers))}"
+    )
+    p.add_argument("--sst2", default=None, help=f"labelled data for the minilm-sst2 classifier {_default(c.sst2)}")
+    p.add_argument("--seeds", default=None, help=_default(_join(c.seeds)))
+    p.add_argument("--max-new-tokens", type=int, default=None, help=_default(c.max_new_tokens))
+    p.add_argument("--out", required=True)
+    p.add_argument("--quiet", action="store_true")
+
+
+def _join(values: Sequence[object]) -> str:
+    return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values)
+
+
+def _nums(text: str, cast: Callable[[str], T]) -> tuple[T, ...]:
+    return tuple(cast(x) for x in text.split(",") if x.strip())
+
+
+def _given(config: T, values: dict[str, Any]) -> T:
+    """``config`` with the values that were given (not None) replaced."""
+    return replace(config, **{k: v for k, v in values.items() if v is not None})  # type: ignore[type-var]
+
+
+# ----------------------------------------------------------------------------------------------- commands
+
+
+def _load_worlds(args: argparse.Namespace) -> Worlds:
+    from steer.resources import DEFAULT_PROMPT_SET
+    from steer.worlds import Worlds
+
+    return Worlds.from_file(
+        args.worlds or DEFAULT_PROMPT_SET, template=args.template, text_field=args.text_field, n=args.n, seed=args.seed
+    )
+
+
+def _find(args: argparse.Namespace, normalizations: tuple[Normalize, ...], bootstrap: int) -> FindResult:
+    """Record (or open ``--recording``), then find; write to ``--out`` when given."""
+    from pathlib import Path
+
+    from steer.find import find, format_find
+    from steer.models import load_model
+    from steer.record import Activations, record, site_width
+
+    model = load_model(args.model, dtype=args.dtype)
+    worlds = _load_worlds(args).with_fields_for(args.proposition)
+    layers = parse_layers(args.layers, model.n_layers)
+    per_layer = getattr(args, "per_layer", False)
+    n_units = site_width(model, args.site) * (1 if per_layer else len(layers))
+    if args.k > n_units:  # before recording, not after
+        raise ValueError(f"k={args.k} is larger than the {n_units} units {'per layer' if per_layer else 'recorded'}")
+    print(
+        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
+        f"template {worlds.template.name!r}, site {args.site}, reduce {args.reduce}, layers {args.layers}",
+        flush=True,
+    )
+    if args.recording is not None:
+        acts = Activations.load(args.recording, model=model, site=args.site)
+    else:
+        worlds.proposition(args.proposition)  # a bad proposition fails before the recording, not after
+        out = None if args.out is None else Path(args.out) / "activations"
+        acts = record(
+            model,
+            worlds,
+            site=args.site,
+            layers=layers,
+            reduce=args.reduce,
+            batch_size=args.batch_size,
+            out=out,
+            progress=not args.quiet,
+        )
+    result = find(
+        acts,
+        worlds,
+        args.proposition,
+        k=args.k,
+        per_layer=per_layer,
+        normalizations=normalizations,
+        bootstrap=bootstrap,
+        alpha=args.alpha,
+        seed=args.bootstrap_seed,
+    )
+    if args.out is not None:
+        result.save(args.out)
+    print(format_find(result, None if args.out is None else Path(args.out)))
+    return result
 
 
 def cmd_find(args: argparse.Namespace) -> None:
-    from steer.find import find_neurons, format_find
-    from steer.models import load_model
-    from steer.record import parse_layers
-    from steer.worlds import DEFAULT_PROMPT_SET, Worlds
-
-    model = load_model(args.model, dtype=args.dtype)
-    worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=args.template, text_field=args.text_field,
-                              n=args.n, seed=args.seed)
-    layers = parse_layers(args.layers, model.n_layers)
     norms = NORMALIZATIONS if args.normalize == "all" else (args.normalize,)
-    print(f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
-          f"template {worlds.template.name!r}, site {args.site}, position {args.position}, layers {args.layers}",
-          flush=True)
-    result = find_neurons(model, worlds, args.proposition, site=args.site, layers=layers, position=args.position,
-                          k=args.k, per_layer=args.per_layer, normalizations=norms, batch_size=args.batch_size,
-                          out=args.out, recording=args.recording, progress=not args.quiet,
-                          bootstrap=args.bootstrap, alpha=args.alpha, bootstrap_seed=args.bootstrap_seed)
-    print(format_find(result))
+    _find(args, norms, args.bootstrap)
 
 
 def cmd_stability(args: argparse.Namespace) -> None:
     from steer.artifacts import write_json_atomic
-    from steer.find import find_neurons, format_find, format_trust, trust_report
-    from steer.models import load_model
-    from steer.record import parse_layers
-    from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+    from steer.find import format_trust, trust_report
 
-    model = load_model(args.model, dtype=args.dtype)
-    worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=args.template, text_field=args.text_field,
-                              n=args.n, seed=args.seed)
-    result = find_neurons(model, worlds, args.proposition, site=args.site, layers=parse_layers(args.layers, model.n_layers),
-                          position=args.position, k=args.k, normalizations=(args.normalize,), batch_size=args.batch_size,
-                          out=args.out, recording=args.recording, progress=not args.quiet, bootstrap=args.K,
-                          alpha=args.alpha, bootstrap_seed=args.bootstrap_seed)
-    print(format_find(result))
-    report = trust_report(result, q=args.q, delta=args.delta, K=min(args.K, 200),
-                          alpha=args.alpha, seed=args.bootstrap_seed)
+    result = _find(args, (args.normalize,), args.bootstrap)
+    report = trust_report(
+        result,
+        q=args.q,
+        delta=args.delta,
+        resamples=min(args.bootstrap, 200),
+        alpha=args.alpha,
+        seed=args.bootstrap_seed,
+    )
     print(format_trust(report))
     if args.out:
         write_json_atomic(f"{args.out}/trust.json", report)
 
 
-def _steer_kwargs(args: argparse.Namespace, model) -> dict:
-    from steer.record import parse_layers
-
-    return dict(k=args.k, rule=args.rule, strength=args.strength, model=model, worlds=args.worlds,
-                template=args.template, site=args.site, normalize=args.normalize,
-                layers=None if args.layers is None else parse_layers(args.layers, model.n_layers),
-                max_new_tokens=args.max_new_tokens, do_sample=not args.greedy, chat=args.chat)
+def _steering(args: argparse.Namespace, model: Model) -> tuple[SteerConfig, GenerationConfig]:
+    """The SteerConfig and GenerationConfig of the steering flags (flags left out keep the configs' defaults)."""
+    layers = None if args.layers is None else tuple(parse_layers(args.layers, model.n_layers))
+    cfg = STEER.resolve(
+        template=args.template,
+        site=args.site,
+        reduce=args.reduce,
+        layers=layers,
+        score=args.score,
+        k=args.k,
+        rule=args.rule,
+        coeff=args.coeff,
+        apply_to=args.apply_to,
+    )
+    gen = _given(
+        GEN,
+        {
+            "max_new_tokens": args.max_new_tokens,
+            "seed": args.seed,
+            "do_sample": False if args.greedy else None,
+            "chat": args.chat or None,
+        },
+    )
+    return cfg, gen
 
 
 def _columns(title_a: str, a: str, title_b: str, b: str, width: int = 48) -> str:
-    import textwrap
-
-    la = [title_a, "-" * len(title_a)] + textwrap.wrap(a.replace("\n", " / "), width)
-    lb = [title_b, "-" * len(title_b)] + textwrap.wrap(b.replace("\n", " / "), width)
+    la = [title_a, "-" * len(title_a), *textwrap.wrap(a.replace("\n", " / "), width)]
+    lb = [title_b, "-" * len(title_b), *textwrap.wrap(b.replace("\n", " / "), width)]
     rows = max(len(la), len(lb))
     la += [""] * (rows - len(la))
     lb += [""] * (rows - len(lb))
@@ -202,52 +359,63 @@ def _columns(title_a: str, a: str, title_b: str, b: str, width: int = 48) -> str
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from steer.metrics import vader_compound
-    from steer.steering import generate, get_model
+    from steer.cache import cached_model
+    from steer.eval.metrics import vader_compound
+    from steer.steering import generate
 
-    model = get_model(args.model, args.dtype)
-    kw = _steer_kwargs(args, model)
+    model = cached_model(args.model, args.dtype)
+    cfg, gen = _steering(args, model)
     print(f"model {model.name}; prompt: {args.prompt!r}")
     for i in range(args.n):
-        seed = args.seed + i
-        plain = generate(args.prompt, toward=None, seed=seed, **kw)
-        steered = generate(args.prompt, toward=args.toward, seed=seed, **kw)
+        seed = (gen.seed or 0) + i
+        g = replace(gen, seed=seed)
+        plain = generate(args.prompt, toward=None, model=model, worlds=args.worlds, config=cfg, generation=g)
+        steered = generate(args.prompt, toward=args.toward, model=model, worlds=args.worlds, config=cfg, generation=g)
         cp, cs = vader_compound([plain, steered])
         print(f"\n[seed {seed}]")
         print(_columns(f"unsteered (VADER {cp:+.2f})", plain, f"toward {args.toward} (VADER {cs:+.2f})", steered))
 
 
-DEMO_PROMPTS = ["The hotel was", "I just finished reading the book, and", "The weather today is",
-                "Our new neighbours are"]
+DEMO_PROMPTS = [
+    "The hotel was",
+    "I just finished reading the book, and",
+    "The weather today is",
+    "Our new neighbours are",
+]
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    import time
-
-    from steer.metrics import vader_compound
-    from steer.steering import SteerConfig, cached_neurons, generate, get_model, proposition_spec
-    from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+    from steer.cache import cached_model
+    from steer.eval.metrics import vader_compound
+    from steer.resources import DEFAULT_PROMPT_SET
+    from steer.steering import generate, steering_neurons
+    from steer.worlds import Worlds
 
     t0 = time.time()
-    model = get_model(args.model, args.dtype)
-    kw = _steer_kwargs(args, model)
-    cfg = SteerConfig().resolve(template=kw["template"], site=kw["site"], layers=kw["layers"],
-                                normalize=kw["normalize"], k=kw["k"], rule=kw["rule"], strength=kw["strength"])
+    model = cached_model(args.model, args.dtype)
+    cfg, gen = _steering(args, model)
     worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=cfg.template)
-    print(f"model {model.name} ({model.n_layers} layers); worlds: {len(worlds)} from {worlds.source} "
-          f"(template {worlds.template.name!r})")
+    print(
+        f"model {model.name} ({model.n_layers} layers); worlds: {len(worlds)} from {worlds.source} "
+        f"(template {worlds.template.name!r})"
+    )
     for label in ("positive", "negative"):
-        ns = cached_neurons(model, worlds, proposition_spec(label), cfg.site, cfg.position, cfg.layers, cfg.normalize,
-                            cfg.k)
-        shown = type(ns)(ns.units_for[:5], ns.units_against[:5], ns.site, ns.normalize, 5, ns.per_layer,
-                         ns.proposition, ns.provenance)
-        print(f"\n== top 5 of {ns.k} units FOR {label!r} (site {ns.site}, normalize={ns.normalize})")
+        ns = steering_neurons(model, worlds, label, cfg)
+        shown = ns.head(5)
+        print(f"\n== top 5 of {ns.k} units FOR {label!r} (site {ns.site}, score {ns.score})")
         print(shown.table("for"))
         print(f"== top 5 of {ns.k} units AGAINST {label!r}")
         print(shown.table("against"))
-    print(f"\nsteering: rule {cfg.rule}, k {cfg.k}, strength {cfg.strength:g}; sampled, seed {args.seed}")
+    iv = cfg.intervention
+    print(
+        f"\nsteering: rule {iv.rule_obj.name}, k {cfg.k}, coeff {iv.value:g}; "
+        f"{'sampled' if gen.do_sample else 'greedy'}, seed {gen.seed}"
+    )
     for prompt in args.prompts or DEMO_PROMPTS:
-        outs = {t: generate(prompt, toward=t, seed=args.seed, **kw) for t in (None, "positive", "negative")}
+        outs = {
+            t: generate(prompt, toward=t, model=model, worlds=worlds, config=cfg, generation=gen)
+            for t in (None, "positive", "negative")
+        }
         scores = dict(zip(outs, vader_compound(list(outs.values()))))
         print(f"\n>>> {prompt}")
         for t, text in outs.items():
@@ -256,44 +424,83 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\ndone in {time.time() - t0:.0f}s")
 
 
-def _nums(text: str, cast=float) -> tuple:
-    return tuple(cast(x) for x in text.split(",") if x.strip())
-
-
 def cmd_eval(args: argparse.Namespace) -> None:
-    from steer import evaluate
+    from steer.eval import harness
+    from steer.eval.metrics import format_rate
     from steer.models import load_model
 
     model = load_model(args.model, dtype=args.dtype)
     if args.mode == "flip":
-        cfg = evaluate.FlipConfig(
-            sst2=args.sst2, worlds=args.worlds, n_worlds=args.n_worlds, eval_set=args.eval_set, n_eval=args.n_eval,
-            sites=tuple(args.sites.split(",")), layers=_nums(args.layers, int),
-            other_layers=None if args.other_layers is None else _nums(args.other_layers, int), k=args.k,
-            score=args.score, compare_scores=tuple(s for s in args.compare_scores.split(",") if s),
-            random_seeds=tuple(range(args.random_seeds)), batch_size=args.batch_size)
-        result = evaluate.evaluate_flips(model, cfg, out=args.out, progress=not args.quiet)
-        print(f"clean accuracy {evaluate._pct(result['clean_accuracy'])} on {result['n_items']} items\n")
-        print(evaluate.flip_table(result))
+        c = harness.FlipConfig()
+        units = _given(
+            c.units,
+            {
+                "sites": None if args.sites is None else tuple(args.sites.split(",")),
+                "layers": None if args.layers is None else _nums(args.layers, int),
+                "other_layers": None if args.other_layers is None else _nums(args.other_layers, int),
+                "k": args.k,
+                "score": args.score,
+                "compare_scores": None
+                if args.compare_scores is None
+                else tuple(s for s in args.compare_scores.split(",") if s),
+                "random_seeds": None if args.random_seeds is None else tuple(range(args.random_seeds)),
+            },
+        )
+        cfg = _given(
+            c,
+            {
+                "sst2": args.sst2,
+                "batch_size": args.batch_size,
+                "units": units,
+                "worlds": _given(c.worlds, {"source": args.worlds, "n": args.n_worlds}),
+                "items": _given(c.items, {"source": args.eval_set, "n": args.n_eval}),
+            },
+        )
+        result = harness.evaluate_flips(model, cfg, out=args.out, progress=not args.quiet)
+        print(f"clean accuracy {format_rate(result['clean_accuracy'])} on {result['n_items']} items\n")
+        print(harness.flip_table(result))
     else:
-        cfg = evaluate.SteeringEvalConfig(
-            **({"prompts": tuple(args.prompts)} if args.prompts else {}), n_prompts=args.n_prompts,
-            worlds=args.worlds, k=args.k, score=args.score,
-            compare_scores=tuple(s for s in args.compare_scores.split(",") if s), strengths=_nums(args.strengths),
-            caa_layer=args.caa_layer, caa_strengths=_nums(args.caa_strengths), selfcond_k=_nums(args.selfcond_k, int),
-            prompting=not args.no_prompting, scorers=tuple(args.scorers.split(",")), sst2=args.sst2,
-            seeds=_nums(args.seeds, int), max_new_tokens=args.max_new_tokens)
-        result = evaluate.evaluate_steering(model, cfg, out=args.out, progress=not args.quiet)
+        scfg = _given(
+            harness.SteeringEvalConfig(),
+            {
+                "prompts": None if args.prompts is None else tuple(args.prompts),
+                "n_prompts": args.n_prompts,
+                "worlds": args.worlds,
+                "k": args.k,
+                "score": args.score,
+                "compare_scores": None
+                if args.compare_scores is None
+                else tuple(s for s in args.compare_scores.split(",") if s),
+                "coeffs": None if args.coeffs is None else _nums(args.coeffs, float),
+                "caa_layer": args.caa_layer,
+                "caa_coeffs": None if args.caa_coeffs is None else _nums(args.caa_coeffs, float),
+                "selfcond_k": None if args.selfcond_k is None else _nums(args.selfcond_k, int),
+                "prompting": False if args.no_prompting else None,
+                "scorers": None if args.scorers is None else tuple(args.scorers.split(",")),
+                "sst2": args.sst2,
+                "seeds": None if args.seeds is None else _nums(args.seeds, int),
+                "max_new_tokens": args.max_new_tokens,
+            },
+        )
+        result = harness.evaluate_steering(model, scfg, out=args.out, progress=not args.quiet)
         for name in result["summary"]:
-            print(f"\n== scorer {name}\n{evaluate.steering_table(result, name)}")
+            print(f"\n== scorer {name}\n{harness.steering_table(result, name)}")
     print(f"\nreport: {args.out}/report.md")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+    "find": cmd_find,
+    "stability": cmd_stability,
+    "generate": cmd_generate,
+    "demo": cmd_demo,
+    "eval": cmd_eval,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        {"find": cmd_find, "stability": cmd_stability, "generate": cmd_generate, "demo": cmd_demo,
-         "eval": cmd_eval}[args.cmd](args)
+        COMMANDS[args.cmd](args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         print(f"steer {args.cmd}: error: {e}", file=sys.stderr)
         return 2

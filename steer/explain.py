@@ -29,25 +29,33 @@ removed from A (missing labels) and when as many non-members are added to it (ex
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from steer.stability import prediction_set
-from steer.strength import doxastic_strength
+from steer.stability import bootstrap_counts, prediction_set
+from steer.strength import TrivialPropositionError, doxastic_strength
 
-SCORES = ("D", "iou", "f1", "auroc", "corr", "accuracy", "recall", "precision")
+if TYPE_CHECKING:
+    from steer.worlds import Proposition, Worlds
+
+# How well a unit's reasons vector matches a candidate proposition (not to be confused with the selection
+# scores of steer.selection, which rank units for one proposition).
+SIMILARITIES = ("D", "iou", "f1", "auroc", "corr", "accuracy", "recall", "precision")
 BOUNDED = ("iou", "f1", "auroc", "accuracy", "recall", "precision")
 
 
 def top_set(x: Float[Tensor, " worlds"], q: float) -> Bool[Tensor, " worlds"]:
     """The worlds where x is among its top q share (at least one world)."""
     n = x.numel()
-    m = max(1, int(round(q * n)))
+    m = max(1, round(q * n))
     T = torch.zeros(n, dtype=torch.bool)
     T[torch.topk(x, m).indices] = True
     return T
@@ -59,8 +67,8 @@ def auroc(x: Float[Tensor, " worlds"], A: Bool[Tensor, " worlds"]) -> float:
     return float((xa > xc).double().mean() + 0.5 * (xa == xc).double().mean())
 
 
-def scores(x: Float[Tensor, " worlds"], A: Bool[Tensor, " worlds"], q: float = 0.1) -> dict[str, float]:
-    """Every score of x for proposition A (see the module doc)."""
+def similarities(x: Float[Tensor, " worlds"], A: Bool[Tensor, " worlds"], q: float = 0.1) -> dict[str, float]:
+    """Every similarity of x with proposition A (see the module doc)."""
     x = torch.as_tensor(x).double()
     A = torch.as_tensor(A, dtype=torch.bool)
     T = top_set(x, q)
@@ -92,10 +100,20 @@ def radius(score: str, n: int, n_a: int, n_t: int, n_candidates: int, delta: flo
     raise ValueError(f"no finite-sample radius for {score!r}")
 
 
-def candidate_propositions(worlds, max_values: int = 20, skip: tuple[str, ...] = ("text",)) -> list:
-    """``field=value`` for every field with 2..max_values distinct values (not ``text``), when non-trivial."""
-    from steer.strength import TrivialPropositionError
+def candidate_propositions(
+    worlds: Worlds, max_values: int = 20, skip: tuple[str, ...] = ("text",)
+) -> list[Proposition]:
+    """Candidate propositions for explaining a unit: ``field=value`` for every non-trivial value of every field
+    with 2..max_values distinct values.
 
+    Args:
+        worlds: the worlds.
+        max_values: fields with more distinct values are skipped (free text, ids).
+        skip: fields never used.
+
+    Returns:
+        The propositions.
+    """
     out = []
     for name in worlds.records[0]:
         if name in skip:
@@ -104,10 +122,8 @@ def candidate_propositions(worlds, max_values: int = 20, skip: tuple[str, ...] =
         if not 2 <= len(values) <= max_values:
             continue
         for v in values:
-            try:
+            with contextlib.suppress(TrivialPropositionError):
                 out.append(worlds.proposition(f"{name}={v}"))
-            except TrivialPropositionError:
-                pass
     return out
 
 
@@ -115,24 +131,47 @@ def candidate_propositions(worlds, max_values: int = 20, skip: tuple[str, ...] =
 class Explanation:
     """One unit against many candidate propositions."""
 
-    rows: list[dict]  # per candidate: name, size, every score, radii, D and corr intervals
+    rows: list[dict[str, Any]]  # per candidate: name, size, every similarity, radii, D and corr intervals
     prediction_set: list[tuple[str, float]]  # BE prediction set by D
-    best: dict[str, str]  # best candidate per score
-    margins: dict[str, dict]  # per bounded score: best, runner-up, margin, 2r, separated
-    params: dict = field(default_factory=dict)
+    best: dict[str, str]  # best candidate per similarity
+    margins: dict[str, dict[str, Any]]  # per bounded similarity: best, runner-up, margin, 2r, separated
+    params: dict[str, Any] = field(default_factory=dict)
 
     def sentence(self, unit: str = "unit") -> str:
         b = self.best["D"]
         row = next(r for r in self.rows if r["name"] == b)
         m = self.margins.get("iou", {})
-        sep = (f"; by IoU {'best by a margin larger than 2r' if m.get('separated') else 'not separated by 2r'}"
-               if m else "")
+        sep = (
+            f"; by IoU {'best by a margin larger than 2r' if m.get('separated') else 'not separated by 2r'}"
+            if m
+            else ""
+        )
         return f"{unit} speaks for {b}: D = {row['D']:.2f} [{row['D_lo']:.2f}, {row['D_hi']:.2f}]{sep}"
 
 
-def explain_unit(x: Float[Tensor, " worlds"], candidates: list, q: float = 0.1, delta: float = 0.05, K: int = 200,
-                 alpha: float = 0.1, seed: int = 0) -> Explanation:
-    """Rank ``candidates`` (Propositions over the same worlds) for one unit's reasons vector ``x``."""
+def explain_unit(
+    x: Float[Tensor, " worlds"],
+    candidates: Sequence[Proposition],
+    q: float = 0.1,
+    delta: float = 0.05,
+    resamples: int = 200,
+    alpha: float = 0.1,
+    seed: int = 0,
+) -> Explanation:
+    """Rank candidate propositions for one unit's reasons vector.
+
+    Args:
+        x: the unit's activation in every world.
+        candidates: propositions over the same worlds.
+        q: the top share of worlds that binarizes the unit (IoU, F1, accuracy, recall, precision).
+        delta: failure probability of the uniform bounds.
+        resamples: bootstrap resamples of the worlds (plain, not stratified) for the D and corr intervals.
+        alpha: interval and prediction-set level.
+        seed: the random seed.
+
+    Returns:
+        An :class:`Explanation`.
+    """
     x = torch.as_tensor(x).double()
     n = x.numel()
     if not candidates:
@@ -140,10 +179,7 @@ def explain_unit(x: Float[Tensor, " worlds"], candidates: list, q: float = 0.1, 
     masks = torch.stack([torch.as_tensor(np.asarray(c.mask)) for c in candidates], 1)  # [N, C]
     T = top_set(x, q)
     # bootstrap over worlds (plain resampling): D and correlation of every candidate in every resample
-    g = torch.Generator().manual_seed(seed)
-    C = torch.zeros(K, n, dtype=torch.float64)
-    draws = torch.randint(n, (K, n), generator=g)
-    C.scatter_add_(1, draws, torch.ones(K, n, dtype=torch.float64))
+    C = bootstrap_counts(n, resamples, seed)
     E = torch.exp(x - x.max())[:, None]
     Mf = masks.double()
     n_a, n_c = C @ Mf, C @ (1 - Mf)
@@ -162,25 +198,52 @@ def explain_unit(x: Float[Tensor, " worlds"], candidates: list, q: float = 0.1, 
     c_lo, c_hi = torch.nanquantile(corr_b, qs, dim=0)
     winners = [candidates[int(i)].name for i in torch.nan_to_num(Db, nan=-torch.inf).argmax(1)]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for j, c in enumerate(candidates):
         A = masks[:, j]
-        s = scores(x, A, q)
+        s = similarities(x, A, q)
         r = {f"r_{m}": radius(m, n, int(A.sum()), int(T.sum()), len(candidates), delta) for m in BOUNDED}
-        rows.append({"name": c.name, "size": int(A.sum()), **s, **r, "D_lo": float(D_lo[j]), "D_hi": float(D_hi[j]),
-                     "corr_lo": float(c_lo[j]), "corr_hi": float(c_hi[j])})
-    best = {m: max(rows, key=lambda r: r[m])["name"] for m in SCORES}
+        rows.append(
+            {
+                "name": c.name,
+                "size": int(A.sum()),
+                **s,
+                **r,
+                "D_lo": float(D_lo[j]),
+                "D_hi": float(D_hi[j]),
+                "corr_lo": float(c_lo[j]),
+                "corr_hi": float(c_hi[j]),
+            }
+        )
+    best = {m: max(rows, key=lambda r: r[m])["name"] for m in SIMILARITIES}
     margins = {}
     for m in BOUNDED:
         ranked = sorted(rows, key=lambda r: -r[m])
         if len(ranked) > 1:
             top, second = ranked[0], ranked[1]
             two_r = top[f"r_{m}"] + second[f"r_{m}"]
-            margins[m] = {"best": top["name"], "runner_up": second["name"], "margin": top[m] - second[m],
-                          "2r": two_r, "separated": top[m] - second[m] > two_r}
-    return Explanation(rows, prediction_set(winners, alpha), best, margins,
-                       {"q": q, "delta": delta, "K": K, "alpha": alpha, "seed": seed, "n_worlds": n,
-                        "n_candidates": len(candidates)})
+            margins[m] = {
+                "best": top["name"],
+                "runner_up": second["name"],
+                "margin": top[m] - second[m],
+                "2r": two_r,
+                "separated": top[m] - second[m] > two_r,
+            }
+    return Explanation(
+        rows,
+        prediction_set(winners, alpha),
+        best,
+        margins,
+        {
+            "q": q,
+            "delta": delta,
+            "resamples": resamples,
+            "alpha": alpha,
+            "seed": seed,
+            "n_worlds": n,
+            "n_candidates": len(candidates),
+        },
+    )
 
 
 # ---------------------------------------------------------------------------------------- sanity checks
@@ -196,37 +259,50 @@ def perturb(A: Bool[Tensor, " worlds"], kind: str, seed: int) -> Bool[Tensor, " 
     if kind == "missing":
         A[members[torch.randperm(len(members), generator=g)[:half]]] = False
     elif kind == "extra":
-        A[others[torch.randperm(len(others), generator=g)[:min(half, len(others) // 2)]]] = True
+        A[others[torch.randperm(len(others), generator=g)[: min(half, len(others) // 2)]]] = True
     else:
         raise ValueError(f"unknown perturbation {kind!r}")
     return A
 
 
-def sanity_checks(X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"], q: float = 0.1,
-                  repeats: int = 5, seed: int = 0) -> dict[str, dict[str, float]]:
-    """For each score, the share of (unit, repeat) cases in which it drops under the missing-labels and the
-    extra-labels perturbation of A. A sound score drops (share near 1); ``passes`` asks for >= 0.9 on both."""
+def sanity_checks(
+    X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"], q: float = 0.1, repeats: int = 5, seed: int = 0
+) -> dict[str, dict[str, Any]]:
+    """For each similarity, the share of (unit, repeat) cases in which it drops under the missing-labels and the
+    extra-labels perturbation of A. A sound one drops (share near 1); ``passes`` asks for >= 0.9 on both.
+
+    Args:
+        X: the units' reasons vectors [worlds, units].
+        A: the proposition they are checked against.
+        q: the top share of worlds that binarizes a unit.
+        repeats: perturbations per unit.
+        seed: the random seed.
+
+    Returns:
+        ``{similarity: {"missing": share, "extra": share, "passes": bool}}``.
+    """
     X = torch.as_tensor(X).double().reshape(X.shape[0], -1)
     A = torch.as_tensor(A, dtype=torch.bool)
-    drops = {m: {"missing": 0, "extra": 0} for m in SCORES}
+    drops = {m: {"missing": 0, "extra": 0} for m in SIMILARITIES}
     total = 0
     for u in range(X.shape[1]):
-        base = scores(X[:, u], A, q)
+        base = similarities(X[:, u], A, q)
         for r in range(repeats):
             total += 1
             for kind in ("missing", "extra"):
-                s = scores(X[:, u], perturb(A, kind, seed + 1000 * u + r), q)
-                for m in SCORES:
+                s = similarities(X[:, u], perturb(A, kind, seed + 1000 * u + r), q)
+                for m in SIMILARITIES:
                     drops[m][kind] += s[m] < base[m]
     out = {}
-    for m in SCORES:
+    for m in SIMILARITIES:
         miss, extra = drops[m]["missing"] / total, drops[m]["extra"] / total
         out[m] = {"missing": miss, "extra": extra, "passes": miss >= 0.9 and extra >= 0.9}
     return out
 
 
-def format_sanity(table: dict[str, dict[str, float]]) -> str:
-    lines = [f"{'score':>10} {'missing-labels drop':>20} {'extra-labels drop':>18} {'verdict':>8}"]
+def format_sanity(table: dict[str, dict[str, Any]]) -> str:
+    """The sanity-check table as text, one row per similarity."""
+    lines = [f"{'similarity':>10} {'missing-labels drop':>20} {'extra-labels drop':>18} {'verdict':>8}"]
     for m, r in table.items():
         lines.append(f"{m:>10} {r['missing']:>20.2f} {r['extra']:>18.2f} {'pass' if r['passes'] else 'FAIL':>8}")
     return "\n".join(lines)

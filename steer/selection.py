@@ -31,8 +31,9 @@ def standardized_mean_difference(mean_a: Tensor, mean_c: Tensor, std: Tensor) ->
     return torch.where(std > 0, (mean_a - mean_c) / safe, torch.zeros_like(std))
 
 
-def average_precision(X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " worlds"],
-                      chunk: int = 8192) -> Float[Tensor, " units"]:
+def average_precision(
+    X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " worlds"], chunk: int = 8192
+) -> Float[Tensor, " units"]:
     """Average precision of each unit's activations ranking the worlds of A first (ties in sort order).
 
     AP = (1/|A|) sum over the worlds w of A of precision among the worlds ranked at or above w."""
@@ -43,7 +44,7 @@ def average_precision(X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " wor
     ranks = torch.arange(1, X.shape[0] + 1, dtype=torch.float64)[:, None]
     out = []
     for s in range(0, X.shape[1], chunk):
-        order = torch.argsort(X[:, s:s + chunk].float(), dim=0, descending=True, stable=True)
+        order = torch.argsort(X[:, s : s + chunk].float(), dim=0, descending=True, stable=True)
         hits = mask[order].double()  # [worlds, chunk]: 1 where the world at that rank is in A
         precision = hits.cumsum(0) / ranks
         out.append((precision * hits).sum(0) / n_pos)

@@ -1,6 +1,6 @@
 """Stability of neuron explanations: bootstrap over worlds, reusing recorded activations (no forward passes).
 
-Would we find the same units from another sample of worlds? (method.md section 5.) Each of K resamples
+Would we find the same units from another sample of worlds? (method.md section 5.) Each of the K resamples
 draws |A| worlds with replacement from A and |A^c| from A^c (stratified, so both keep their sizes) and
 recomputes D for every unit. With multiplicities c_k of world k in a resample and a uniform prior,
 
@@ -21,31 +21,54 @@ worlds and a margin between the best unit and the rest (method.md section 5).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from steer.strength import _zscore, normal_scores
+from steer.neurons import D_SCORES
+from steer.strength import Normalize, normalize_units
+
+if TYPE_CHECKING:
+    from steer.neurons import NeuronSet, Unit
+    from steer.record import Activations
+    from steer.worlds import Proposition
+
+Candidate = TypeVar("Candidate", bound=Hashable)
 
 
-def bootstrap_counts(A: Bool[Tensor, " worlds"], K: int, seed: int) -> Float[Tensor, "K worlds"]:
-    """Multiplicities of each world in K stratified resamples (|A| draws from A, |A^c| from A^c)."""
-    A = torch.as_tensor(A, dtype=torch.bool)
-    n = A.numel()
+def bootstrap_counts(A: Bool[Tensor, " worlds"] | int, resamples: int, seed: int) -> Float[Tensor, "resamples worlds"]:
+    """Multiplicities of each world in bootstrap resamples of the worlds.
+
+    Args:
+        A: a proposition mask for stratified resamples (|A| draws from A, |A^c| from A^c), or the number of
+            worlds N for plain resamples (N draws from all worlds).
+        resamples: how many resamples (K).
+        seed: the random seed.
+
+    Returns:
+        C[K, N]: how often each world is drawn in each resample.
+    """
+    if isinstance(A, int):
+        n, parts = A, [torch.arange(A)]
+    else:
+        mask = torch.as_tensor(A, dtype=torch.bool)
+        n, parts = mask.numel(), [mask.nonzero()[:, 0], (~mask).nonzero()[:, 0]]
     g = torch.Generator().manual_seed(seed)
-    C = torch.zeros(K, n, dtype=torch.float64)
-    for part in (A.nonzero()[:, 0], (~A).nonzero()[:, 0]):
-        draws = part[torch.randint(len(part), (K, len(part)), generator=g)]
+    C = torch.zeros(resamples, n, dtype=torch.float64)
+    for part in parts:
+        draws = part[torch.randint(len(part), (resamples, len(part)), generator=g)]
         C.scatter_add_(1, draws, torch.ones_like(draws, dtype=torch.float64))
     return C
 
 
-def bootstrap_strengths(X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"],
-                        C: Float[Tensor, "K worlds"]) -> Float[Tensor, "K units"]:
+def bootstrap_strengths(
+    X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"], C: Float[Tensor, "resamples worlds"]
+) -> Float[Tensor, "resamples units"]:
     """D of every unit in every resample given by the count matrix C (uniform prior), float64."""
     A = torch.as_tensor(A, dtype=torch.bool)
     X = X.to(torch.float64)
@@ -58,36 +81,24 @@ def bootstrap_strengths(X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worl
     return 0.5 * (out[0] - out[1])
 
 
-def normalized(X: Float[Tensor, "worlds units"], normalize: str) -> Float[Tensor, "worlds units"]:
-    """The per-unit transform that the reported D used, applied once on all worlds."""
-    X = X.to(torch.float64)
-    if normalize == "none":
-        return X
-    if normalize == "zscore":
-        return _zscore(X, X.mean(0), X.std(0, unbiased=False))
-    if normalize == "rank":
-        return normal_scores(X)
-    raise ValueError(f"unknown normalize {normalize!r}")
-
-
 @dataclass
 class Bootstrap:
     """Bootstrap results for one proposition over all units of a recording (units flattened layer-major)."""
 
-    K: int
+    resamples: int
     seed: int
     k: int
     alpha: float
-    normalize: str
+    normalize: Normalize
     D_lo: Float[Tensor, " units"]  # percentile interval (alpha/2, 1 - alpha/2) of D
     D_hi: Float[Tensor, " units"]
     freq_for: Float[Tensor, " units"]  # share of resamples with the unit in the top-k for A
     freq_against: Float[Tensor, " units"]
-    top_for: Int[Tensor, "K k"]  # each resample's top-k for (flat unit indices)
-    top_against: Int[Tensor, "K k"]
-    winners: Int[Tensor, " K"]  # each resample's top-1 unit for A
+    top_for: Int[Tensor, "resamples k"]  # each resample's top-k for (flat unit indices)
+    top_against: Int[Tensor, "resamples k"]
+    winners: Int[Tensor, " resamples"]  # each resample's top-1 unit for A
 
-    def jaccard(self, reported: list[int], against: bool = False) -> Float[Tensor, " K"]:
+    def jaccard(self, reported: list[int], against: bool = False) -> Float[Tensor, " resamples"]:
         """Jaccard similarity of each resample's top-k set with the reported one."""
         ref = set(reported)
         tops = self.top_against if against else self.top_for
@@ -100,15 +111,16 @@ class Bootstrap:
         return prediction_set(self.winners.tolist(), alpha)
 
 
-def prediction_set(winners: list, alpha: float) -> list[tuple]:
+def prediction_set(winners: Sequence[Candidate], alpha: float) -> list[tuple[Candidate, float]]:
     """Smallest set of candidates whose bootstrap win shares add up to at least 1 - alpha (ties: first seen)."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    counts: dict = {}
+    counts: dict[Candidate, int] = {}
     for w in winners:
         counts[w] = counts.get(w, 0) + 1
     ranked = sorted(counts.items(), key=lambda kv: -kv[1])
-    out, total = [], 0
+    out: list[tuple[Candidate, float]] = []
+    total = 0
     for cand, c in ranked:
         out.append((cand, c / len(winners)))
         total += c
@@ -122,14 +134,36 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(s, min(s + size, n))
 
 
-def bootstrap(X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"], K: int = 500, k: int = 5,
-              alpha: float = 0.1, seed: int = 0, normalize: str = "none", chunk: int = 8192,
-              progress: bool = False) -> Bootstrap:
-    """K stratified bootstrap resamples of the worlds: D intervals, top-k inclusion, winners, for all units.
+def bootstrap(
+    X: Float[Tensor, "worlds units"],
+    A: Bool[Tensor, " worlds"] | np.ndarray,
+    resamples: int = 500,
+    k: int = 5,
+    alpha: float = 0.1,
+    seed: int = 0,
+    normalize: Normalize = "none",
+    chunk: int = 8192,
+    progress: bool = False,
+) -> Bootstrap:
+    """Stratified bootstrap resamples of the worlds: D intervals, top-k inclusion, winners, for all units.
 
-    ``X`` is [worlds, units] (flatten [worlds, layers, units] first); memory is O(N x chunk + K x chunk)."""
+    Args:
+        X: activations [worlds, units] (flatten [worlds, layers, units] first).
+        A: the proposition mask.
+        resamples: how many resamples (K).
+        k: the top-k size whose inclusion frequencies are counted.
+        alpha: the interval and prediction-set level.
+        seed: the random seed.
+        normalize: the normalization of the reported D, applied once on all worlds.
+        chunk: units per block (memory is O(N x chunk + K x chunk)).
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`Bootstrap`.
+    """
     from tqdm.auto import tqdm
 
+    K = resamples
     A = torch.as_tensor(np.asarray(A), dtype=torch.bool)
     X = X.reshape(X.shape[0], -1)
     n_units = X.shape[1]
@@ -145,7 +179,7 @@ def bootstrap(X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"], K: i
     worst_i = torch.zeros(K, k, dtype=torch.long)
     q = torch.tensor([alpha / 2, 1 - alpha / 2], dtype=torch.float64)
     for sl in tqdm(list(_chunks(n_units, chunk)), desc=f"bootstrap K={K}", disable=not progress):
-        Db = bootstrap_strengths(normalized(X[:, sl], normalize), A, C)  # [K, chunk]
+        Db = bootstrap_strengths(normalize_units(X[:, sl], normalize), A, C)  # [K, chunk]
         lo[sl], hi[sl] = torch.quantile(Db, q, dim=0)
         idx = torch.arange(sl.start, sl.stop).expand(K, -1)
         for vals, inds, sign in ((best_v, best_i, 1.0), (worst_v, worst_i, -1.0)):
@@ -159,61 +193,86 @@ def bootstrap(X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"], K: i
     return Bootstrap(K, seed, k, alpha, normalize, lo, hi, freq_for, freq_against, best_i, worst_i, best_i[:, 0])
 
 
-# --------------------------------------------------------------------------------------- synthetic data
-
-
-def planted(n_worlds: int = 400, n_units: int = 200, n_a: int = 100, planted_for: int = 3, planted_against: int = 3,
-            effect: float = 1.5, noise: float = 1.0, seed: int = 0) -> tuple[Tensor, Tensor, list[int], list[int]]:
-    """Activations with known ground truth: Gaussian noise, plus ``effect`` on A for the first ``planted_for``
-    units and minus ``effect`` on A for the next ``planted_against``. Returns (X, A, for_units, against_units)."""
-    if planted_for + planted_against > n_units or not 0 < n_a < n_worlds:
-        raise ValueError("need planted_for + planted_against <= n_units and 0 < n_a < n_worlds")
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n_worlds, n_units, generator=g, dtype=torch.float64) * noise
-    A = torch.zeros(n_worlds, dtype=torch.bool)
-    A[torch.randperm(n_worlds, generator=g)[:n_a]] = True
-    units_for = list(range(planted_for))
-    units_against = list(range(planted_for, planted_for + planted_against))
-    rows = A.nonzero()[:, 0][:, None]
-    X[rows, torch.tensor(units_for, dtype=torch.long)] += effect
-    X[rows, torch.tensor(units_against, dtype=torch.long)] -= effect
-    return X, A, units_for, units_against
-
-
 # ------------------------------------------------------------------------------------ neuron-set summary
 
 
-def summarize(res: Bootstrap, neurons, layers: list[int], width: int) -> dict:
-    """What a neuron set stores about its stability: per reported unit the D interval and top-k inclusion
-    frequency, the mean Jaccard of resampled top-k sets with the reported ones, and the prediction set."""
-    def flat(u) -> int:
+def summarize(res: Bootstrap, neurons: NeuronSet, layers: list[int], width: int) -> dict[str, Any]:
+    """What a neuron set stores about its stability: per reported unit the interval of its D and its top-k
+    inclusion frequency, the mean Jaccard of resampled top-k sets with the reported ones, and the prediction set."""
+
+    def flat(u: Unit) -> int:
         return layers.index(u.layer) * width + u.index
 
     def unit_of(i: int) -> list[int]:
         return [layers[i // width], i % width]
 
-    out = {"K": res.K, "seed": res.seed, "alpha": res.alpha, "k": res.k, "normalize": res.normalize,
-           "interval": f"percentile {100 * res.alpha / 2:g}-{100 * (1 - res.alpha / 2):g}"}
-    for side, units, freq, against in (("for", neurons.units_for, res.freq_for, False),
-                                       ("against", neurons.units_against, res.freq_against, True)):
+    out: dict[str, Any] = {
+        "resamples": res.resamples,
+        "seed": res.seed,
+        "alpha": res.alpha,
+        "k": res.k,
+        "normalize": res.normalize,
+        "interval": f"percentile {100 * res.alpha / 2:g}-{100 * (1 - res.alpha / 2):g}",
+    }
+    for side, units, freq, against in (
+        ("for", neurons.units_for, res.freq_for, False),
+        ("against", neurons.units_against, res.freq_against, True),
+    ):
         idx = [flat(u) for u in units]
-        out[f"units_{side}"] = [{"layer": u.layer, "index": u.index, "freq": float(freq[i]),
-                                 "D_lo": float(res.D_lo[i]), "D_hi": float(res.D_hi[i])} for u, i in zip(units, idx)]
+        out[f"units_{side}"] = [
+            {
+                "layer": u.layer,
+                "index": u.index,
+                "freq": float(freq[i]),
+                "lo": float(res.D_lo[i]),
+                "hi": float(res.D_hi[i]),
+            }
+            for u, i in zip(units, idx)
+        ]
         out[f"jaccard_{side}"] = float(res.jaccard(idx, against=against).mean())
     out["prediction_set_for"] = [{"unit": unit_of(i), "share": s} for i, s in res.prediction_set()]
     return out
 
 
-def bootstrap_neurons(acts, proposition, neurons, K: int = 200, alpha: float = 0.1, seed: int = 0,
-                      progress: bool = False) -> dict:
-    """Bootstrap a recording for a proposition at the neuron set's k and normalization; store the summary in
-    ``neurons.extra["stability"]`` and return it."""
+def bootstrap_neurons(
+    acts: Activations,
+    proposition: Proposition,
+    neurons: NeuronSet,
+    resamples: int = 200,
+    alpha: float = 0.1,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Bootstrap a recording for a proposition at a doxastic neuron set's k and score.
+
+    Args:
+        acts: the recording the neuron set was found on.
+        proposition: its proposition.
+        neurons: a whole-model neuron set with a doxastic score (D, zscore-D, rank-D).
+        resamples: stratified bootstrap resamples of the worlds.
+        alpha: interval and prediction-set level.
+        seed: the random seed.
+        progress: show a progress bar.
+
+    Returns:
+        The stability summary, also stored in ``neurons.extra["stability"]``.
+    """
     if neurons.per_layer:
         raise ValueError("stability is computed for whole-model neuron sets (per_layer=False)")
+    if neurons.score not in D_SCORES:
+        raise ValueError(f"stability is computed for doxastic scores ({', '.join(D_SCORES)}), not {neurons.score!r}")
     X = acts.X
     width = X.shape[2]
-    res = bootstrap(X.reshape(X.shape[0], -1), np.asarray(proposition.mask), K=K, k=neurons.k, alpha=alpha,
-                    seed=seed, normalize=neurons.normalize, progress=progress)
+    res = bootstrap(
+        X.reshape(X.shape[0], -1),
+        np.asarray(proposition.mask),
+        resamples=resamples,
+        k=neurons.k,
+        alpha=alpha,
+        seed=seed,
+        normalize=D_SCORES[neurons.score],
+        progress=progress,
+    )
     summary = summarize(res, neurons, list(acts.layers), width)
     neurons.extra["stability"] = summary
     return summary

@@ -1,6 +1,6 @@
-"""Steered generation: a Steerer owns the intervention hooks; ``generate`` is the one-call entry point.
+"""Steered generation: a :class:`Steerer` owns the intervention hooks; :func:`generate` is the one-call entry point.
 
-    with steer.Steerer(model, neurons, rule="additive", strength=3) as s:   # hooks in
+    with steer.Steerer(model, neurons, rule="additive", coeff=3) as s:   # hooks in
         texts = s.generate(["The hotel was"], max_new_tokens=30, seed=0)
     # hooks out, also after an exception
 
@@ -8,60 +8,108 @@
 
 Generation goes through TransformerBridge.generate on left-padded token ids with their attention mask (the
 bridge derives position ids from it), so a batch gives the same rows as one prompt at a time. ``toward=None``
-or strength 0 runs the same code path with no rewrite.
+or coeff 0 runs the same code path with no rewrite. What to steer with is a :class:`SteerConfig`, how to
+decode a :class:`GenerationConfig`; both are the single source of the defaults the CLI shows.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, overload
 
 import torch
 
-from steer.interventions import DEFAULT_STRENGTH, POSITIONS, RULES, PositionTracker, build_plans, make_hook
-from steer.neurons import NeuronSet
+from steer.interventions import (
+    APPLY_TO,
+    Direction,
+    HookFn,
+    Intervention,
+    LayerEdit,
+    PositionTracker,
+    Rule,
+    edit_hooks,
+    get_rule,
+    neuron_edits,
+)
 from steer.record import hook_name
+
+if TYPE_CHECKING:
+    from steer.models import Model
+    from steer.neurons import NeuronSet
+    from steer.worlds import Worlds
 
 
 class Steerer:
     """Rewrites a neuron set's units during forward passes and generation, while used as a context manager.
 
-    ``toward=True`` pushes toward the neuron set's proposition, ``False`` away from it. ``strength=None`` takes
-    the rule's default (``interventions.DEFAULT_STRENGTH``); 0 turns the rewrite off.
+    Args:
+        model: the model to steer.
+        neurons: the neuron set (None: no rewrite).
+        rule: a registered rule name or a :class:`steer.interventions.Rule`.
+        coeff: the rule's coefficient; None takes the rule's default; 0 turns the rewrite off.
+        direction: ``toward`` the neuron set's proposition, or ``away`` from it.
+        apply_to: which token positions are rewritten (``all``, ``prompt``, ``generated``, ``last-prompt``).
+        on_call: called as ``on_call(key, start, n_positions)`` by every hook call (for tests and tracing).
     """
 
-    def __init__(self, model: Any, neurons: NeuronSet | None, rule: str = "additive", strength: float | None = None,
-                 toward: bool = True, positions: str = "all",
-                 on_call: Callable[[str, int, int], None] | None = None):
-        if rule not in RULES:
-            raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
-        if positions not in POSITIONS:
-            raise ValueError(f"unknown positions {positions!r}; use one of {', '.join(POSITIONS)}")
+    def __init__(
+        self,
+        model: Model,
+        neurons: NeuronSet | None,
+        rule: str | Rule = "additive",
+        coeff: float | None = None,
+        direction: Direction = "toward",
+        apply_to: str = "all",
+        on_call: Callable[[str, int, int], None] | None = None,
+    ):
+        self.intervention = Intervention(rule, coeff, direction, apply_to)
         if neurons is not None:
             neurons.check_compatible(model)
-        self.model, self.neurons, self.rule, self.toward, self.positions = model, neurons, rule, toward, positions
-        self.strength = float(DEFAULT_STRENGTH[rule] if strength is None else strength)
+        self.neurons = neurons
+        self.model, self.apply_to, self.on_call = model, apply_to, on_call
+        self.site = None if neurons is None else neurons.site
+        self.edits = {} if neurons is None else neuron_edits(neurons, self.intervention)
         self.tracker = PositionTracker()
-        self.on_call = on_call
-        self._ctx = None
+        self._ctx: Any = None
+
+    @classmethod
+    def from_edits(cls, model: Model, site: str, edits: Mapping[int, LayerEdit], apply_to: str = "all") -> Steerer:
+        """A Steerer applying explicit per-layer edits at a site (the building block of other steering methods).
+
+        Args:
+            model: the model.
+            site: the hook site the edits address (``mlp`` or ``resid``).
+            edits: ``{layer: LayerEdit}``.
+            apply_to: which token positions are rewritten.
+
+        Returns:
+            The Steerer (its ``neurons`` is None).
+        """
+        if apply_to not in APPLY_TO:
+            raise ValueError(f"unknown apply_to {apply_to!r}; use one of {', '.join(APPLY_TO)}")
+        hook_name(site, 0)
+        s = cls(model, None, apply_to=apply_to)
+        s.site, s.edits = site, dict(edits)
+        return s
 
     @property
-    def site(self) -> str | None:
-        return None if self.neurons is None else self.neurons.site
+    def rule(self) -> Rule:
+        return get_rule(self.intervention.rule)
 
-    def fwd_hooks(self) -> list[tuple[str, Callable]]:
-        if self.neurons is None:
+    @property
+    def coeff(self) -> float:
+        return self.intervention.value
+
+    def fwd_hooks(self) -> list[tuple[str, HookFn]]:
+        """The (hook name, hook) pairs this Steerer installs (none without edits)."""
+        if not self.edits or self.site is None:
             return []
-        plans = build_plans(self.neurons.units_for, self.neurons.units_against)
-        return [(hook_name(self.site, layer), make_hook(f"L{layer}", plan, self.rule, self.strength, self.toward,
-                                                         self.positions, self.tracker, self.on_call))
-                for layer, plan in plans.items()]
+        names = {layer: hook_name(self.site, layer) for layer in self.edits}
+        return edit_hooks(names, self.edits, self.apply_to, self.tracker, self.on_call)
 
-    def __enter__(self) -> "Steerer":
+    def __enter__(self) -> Steerer:
         if self._ctx is not None:
             raise RuntimeError("this Steerer is already active")
         self.tracker.reset()
@@ -69,70 +117,127 @@ class Steerer:
         self._ctx.__enter__()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         ctx, self._ctx = self._ctx, None
-        ctx.__exit__(*exc)
+        ctx.__exit__(exc_type, exc, tb)
 
-    def generate(self, prompts: str | Sequence[str], **kwargs) -> str | list[str]:
-        """Steered continuations (see :func:`generate_text` for the keyword arguments)."""
+    @overload
+    def generate(self, prompts: str, config: GenerationConfig | None = None, **overrides: Any) -> str: ...
+
+    @overload
+    def generate(
+        self, prompts: Sequence[str], config: GenerationConfig | None = None, **overrides: Any
+    ) -> list[str]: ...
+
+    def generate(
+        self, prompts: str | Sequence[str], config: GenerationConfig | None = None, **overrides: Any
+    ) -> str | list[str]:
+        """Steered continuations of ``prompts`` (see :func:`generate_text` for the arguments)."""
         if self._ctx is not None:
             self.tracker.reset()
-            return generate_text(self.model, prompts, **kwargs)
+            return generate_text(self.model, prompts, config, **overrides)
         with self:
-            return generate_text(self.model, prompts, **kwargs)
-
-    def describe(self) -> str:
-        if self.neurons is None or self.strength == 0:
-            return "unsteered"
-        n = len({(u.layer, u.index) for u in self.neurons.units_for + self.neurons.units_against})
-        return (f"{'toward' if self.toward else 'away from'} {self.neurons.proposition['name']!r}: rule {self.rule}, "
-                f"strength {self.strength:g}, {n} units at site {self.site}, positions {self.positions}")
+            return generate_text(self.model, prompts, config, **overrides)
 
 
-@contextmanager
-def steering(model: Any, neurons: NeuronSet | None, **kwargs):
-    """``with steering(model, neurons, rule=..., strength=..., toward=...):`` any forward or generate call of
-    ``model.bridge`` inside is steered; the hooks are removed on exit, also after an exception."""
-    with Steerer(model, neurons, **kwargs) as s:
-        yield s
+# ------------------------------------------------------------------------------------------------ generation
 
 
-def format_prompts(model: Any, prompts: Sequence[str], chat: bool) -> list[str]:
+@dataclass(frozen=True)
+class GenerationConfig:
+    """How continuations are decoded.
+
+    ``seed`` makes sampling reproducible (``torch.manual_seed`` before generating); ``do_sample=False`` is greedy;
+    ``chat=True`` wraps each prompt in the model's chat template as a user turn.
+    """
+
+    max_new_tokens: int = 40
+    seed: int | None = 0
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_p: float | None = 0.9
+    chat: bool = False
+    use_past_kv_cache: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+
+
+def _with(config: Any, overrides: Mapping[str, Any], what: str) -> Any:
+    names = {f.name for f in fields(config)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"unknown {what} option(s) {unknown}; known: {', '.join(sorted(names))}")
+    return replace(config, **overrides)
+
+
+def format_prompts(model: Model, prompts: Sequence[str], chat: bool) -> list[str]:
+    """The prompts as the model sees them: as they are, or wrapped in its chat template as user turns."""
     if not chat:
         return list(prompts)
     tok = model.tokenizer
     if not getattr(tok, "chat_template", None):
         raise ValueError(f"model {model.name} has no chat template; call without chat=True")
-    return [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
-            for p in prompts]
+    return [
+        tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+        for p in prompts
+    ]
+
+
+@overload
+def generate_text(model: Model, prompts: str, config: GenerationConfig | None = None, **overrides: Any) -> str: ...
+
+
+@overload
+def generate_text(
+    model: Model, prompts: Sequence[str], config: GenerationConfig | None = None, **overrides: Any
+) -> list[str]: ...
 
 
 @torch.inference_mode()
-def generate_text(model: Any, prompts: str | Sequence[str], max_new_tokens: int = 40, seed: int | None = 0,
-                  do_sample: bool = True, temperature: float = 1.0, top_p: float | None = 0.9, chat: bool = False,
-                  use_past_kv_cache: bool = True) -> str | list[str]:
-    """Continuations of ``prompts`` (the new text only), batched with left padding; one string for one prompt.
+def generate_text(
+    model: Model, prompts: str | Sequence[str], config: GenerationConfig | None = None, **overrides: Any
+) -> str | list[str]:
+    """Continuations of ``prompts`` (the new text only), batched with left padding, under whatever hooks are on.
 
-    ``seed`` makes sampling reproducible (torch.manual_seed before generating); ``do_sample=False`` is greedy.
-    ``chat=True`` wraps each prompt in the model's chat template as a user turn."""
+    Args:
+        model: the model.
+        prompts: one prompt (returns one string) or several (returns a list).
+        config: decoding settings (default :class:`GenerationConfig`).
+        **overrides: fields of :class:`GenerationConfig` to change (``max_new_tokens=30, seed=1``...).
+
+    Returns:
+        The continuations.
+    """
+    cfg = _with(config or GenerationConfig(), overrides, "generation")
     single = isinstance(prompts, str)
-    texts = format_prompts(model, [prompts] if single else list(prompts), chat)
+    texts = format_prompts(model, [prompts] if isinstance(prompts, str) else list(prompts), cfg.chat)
     if not texts:
         return []
-    enc = model.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=not chat)
-    ids, mask = enc["input_ids"], enc["attention_mask"]
-    if seed is not None:
-        torch.manual_seed(seed)
-    out = model.bridge.generate(ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=do_sample,
-                                temperature=temperature, top_p=top_p if do_sample else None,
-                                use_past_kv_cache=use_past_kv_cache, verbose=False, return_type="tokens",
-                                stop_at_eos=True)
-    new = out[:, ids.shape[1]:]
+    ids, mask = model.tokenize(texts, add_special_tokens=not cfg.chat)
+    if cfg.seed is not None:
+        torch.manual_seed(cfg.seed)
+    out = model.bridge.generate(
+        ids,
+        attention_mask=mask,
+        max_new_tokens=cfg.max_new_tokens,
+        do_sample=cfg.do_sample,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p if cfg.do_sample else None,
+        use_past_kv_cache=cfg.use_past_kv_cache,
+        verbose=False,
+        return_type="tokens",
+        stop_at_eos=True,
+    )
+    new = out[:, ids.shape[1] :]
     eos = model.tokenizer.eos_token_id
     result = []
     for row in new.tolist():
         if eos is not None and eos in row:
-            row = row[:row.index(eos)]
+            row = row[: row.index(eos)]
         result.append(model.tokenizer.decode(row, skip_special_tokens=True))
     return result[0] if single else result
 
@@ -142,35 +247,39 @@ def generate_text(model: Any, prompts: str | Sequence[str], max_new_tokens: int 
 
 @dataclass(frozen=True)
 class SteerConfig:
-    """How ``steer.generate`` finds and applies neurons when the caller does not say.
+    """Which units ``steer.generate`` steers with and how it rewrites them, when the caller does not say.
+
+    Units: the worlds are recorded with ``template`` at ``site``, each prompt's tokens reduced by ``reduce``, over
+    ``layers`` (None: all); the ``k`` units for and ``k`` against the proposition by ``score`` are selected.
+    Rewrite: ``rule`` with ``coeff`` (None: the rule's default) at the positions ``apply_to``.
 
     Chosen by measurement with ``bench/sweep_steering.py`` on the bundled SmolLM2-135M-Instruct (fp32), the
     worlds of ``prompts/sentiment.jsonl`` (plain template, MLP activations averaged over each sentence's
     tokens), and 24 neutral openings of ``prompts/steering_dev.jsonl`` x 2 seeds, 20 sampled tokens
     (temperature 1, top-p 0.9). sep = (mean VADER compound toward positive - toward negative) / 2; ppl =
     perplexity of the steered text under the unsteered model (unsteered: compound +0.10, ppl 14.7). The random
-    control uses the same k, rule and strength on random units.
+    control uses the same k, rule and coeff on random units.
 
     ==========================  =====  =====  =====  ==========  =====================================
-    selection (D), rule          k      str    sep    ppl         random control: sep / ppl
+    selection score, rule        k      coeff  sep    ppl         random control: sep / ppl
     ==========================  =====  =====  =====  ==========  =====================================
-    raw D, additive (*)          50     4      -0.04  502,000     (text destroyed: raw D picks the
+    D (raw), additive (*)        50     4      -0.04  502,000     (text destroyed: raw D picks the
                                                                   units with huge activations)
-    z-scored D, additive         50     4      -0.00  15.8
-    z-scored D, additive         300    4      +0.11  21.0
-    z-scored D, additive         500    3      +0.10  19.7
-    raw D, additive              500    3      -0.01  163,500     (text destroyed)
-    rank D, additive             300    4      +0.20  24.5        +0.02 / 18.8
-    rank D, additive             300    6      +0.40  46.7        -0.02 / 25.4
-    rank D, additive **(chosen)** 500   3      +0.29  22.6        -0.01 / 15.9
-    rank D, additive             500    5      +0.45  40.7        -0.08 / 23.1
-    rank D, additive             1000   2      +0.20  25.7        +0.03 / 37.5
-    rank D, additive             3000   2      +0.42  80.6        -0.02 / 100.0
-    rank D, clamp (mean_A)       300    1-3    <0.03  16-19
-    rank D, additive, layers     300    4      0-14: +0.20 / 27.7; 15-29: +0.12 / 22.4; 8-22: +0.01 / 19.5
+    zscore-D, additive           50     4      -0.00  15.8
+    zscore-D, additive           300    4      +0.11  21.0
+    zscore-D, additive           500    3      +0.10  19.7
+    D (raw), additive            500    3      -0.01  163,500     (text destroyed)
+    rank-D, additive             300    4      +0.20  24.5        +0.02 / 18.8
+    rank-D, additive             300    6      +0.40  46.7        -0.02 / 25.4
+    rank-D, additive **(chosen)** 500   3      +0.29  22.6        -0.01 / 15.9
+    rank-D, additive             500    5      +0.45  40.7        -0.08 / 23.1
+    rank-D, additive             1000   2      +0.20  25.7        +0.03 / 37.5
+    rank-D, additive             3000   2      +0.42  80.6        -0.02 / 100.0
+    rank-D, clamp (mean_A)       300    1-3    <0.03  16-19
+    rank-D, additive, layers     300    4      0-14: +0.20 / 27.7; 15-29: +0.12 / 22.4; 8-22: +0.01 / 19.5
     ==========================  =====  =====  =====  ==========  =====================================
 
-    Few units do nothing at a fluency-preserving strength; many units with a moderate push do. Raw and
+    Few units do nothing at a fluency-preserving coefficient; many units with a moderate push do. Raw and
     z-scored D rank units by their most extreme worlds (outliers); rank D (normal scores) rewards units that
     shift consistently, and its units steer. Whole-model selection beat every layer range tried.
     (*) measured on 12 prompts x 1 seed, 24 tokens.
@@ -178,117 +287,142 @@ class SteerConfig:
 
     template: str = "plain"
     site: str = "mlp"
-    position: str = "mean"
+    reduce: str = "mean"
     layers: tuple[int, ...] | None = None
-    normalize: str = "rank"
+    score: str = "rank-D"
     k: int = 500
     rule: str = "additive"
-    strength: float | None = 3.0
+    coeff: float | None = 3.0
+    apply_to: str = "all"
 
-    def resolve(self, **overrides: Any) -> "SteerConfig":
-        """This config with the caller's non-None choices applied. A strength left unset follows the rule:
-        this config's strength for its own rule, the rule's default (``DEFAULT_STRENGTH``) for another rule."""
-        from dataclasses import replace
+    def __post_init__(self) -> None:
+        Intervention(self.rule, self.coeff, "toward", self.apply_to)  # validates rule, coeff, apply_to
 
+    def resolve(self, **overrides: Any) -> SteerConfig:
+        """This config with the caller's non-None choices applied. A coeff left unset follows the rule: this
+        config's coeff for its own rule, the rule's ``default_coeff`` for another rule."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        out = replace(self, **given)
-        if "strength" not in given and out.rule != self.rule:
-            out = replace(out, strength=DEFAULT_STRENGTH[out.rule])
+        out: SteerConfig = _with(self, given, "steering")
+        if "coeff" not in given and out.rule != self.rule:
+            out = replace(out, coeff=get_rule(out.rule).default_coeff)
+        if out.layers is not None:
+            out = replace(out, layers=tuple(out.layers))
         return out
 
-
-_MODELS: dict[tuple[str, str], Any] = {}
-
-
-def get_model(spec: Any = None, dtype: str = "float32") -> Any:
-    """A loaded Model (passed through), or a spec loaded once per process."""
-    from steer.models import load_model
-
-    if spec is not None and not isinstance(spec, (str, bytes)) and hasattr(spec, "bridge"):
-        return spec
-    key = (str(spec or "default"), dtype)
-    if key not in _MODELS:
-        _MODELS[key] = load_model(key[0], dtype=dtype)
-    return _MODELS[key]
+    @property
+    def intervention(self) -> Intervention:
+        """The rewrite toward the proposition (the direction ``steer.generate`` always uses)."""
+        return Intervention(self.rule, self.coeff, "toward", self.apply_to)
 
 
 def proposition_spec(toward: str) -> str:
-    """``"positive"`` -> ``"label=positive"``; a predicate string is kept as it is."""
+    """``"positive"`` -> ``"label=positive"``; a predicate string (``score>0.5``, ``vader_pos:top25``) is kept."""
     return toward if any(op in toward for op in ("=", "<", ">", ":")) else f"label={toward}"
 
 
-def _recording_key(model: Any, worlds: Any, site: str, position: str, layers: list[int]) -> dict:
-    return {"model": model.identity, "worlds": worlds.prompt_set_hash, "template": worlds.template.sha256,
-            "site": site, "position": position, "layers": layers}
+def steering_neurons(
+    model: Model, worlds: Worlds, toward: str, config: SteerConfig | None = None, progress: bool = True
+) -> NeuronSet:
+    """The neuron set ``steer.generate`` steers with (found once, cached on disk).
+
+    Args:
+        model: the model.
+        worlds: the worlds the proposition is a set of (VADER fields are added when it needs them).
+        toward: a label (``positive``) or a proposition spec (``vader_pos:top25``).
+        config: which units (default :class:`SteerConfig`).
+        progress: show a progress bar while recording.
+
+    Returns:
+        The neuron set: ``config.k`` units for and against the proposition by ``config.score``.
+    """
+    from steer.cache import cached_neurons
+
+    cfg = config or SteerConfig()
+    spec = proposition_spec(toward)
+    return cached_neurons(
+        model,
+        worlds.with_fields_for(spec),
+        spec,
+        site=cfg.site,
+        reduce=cfg.reduce,
+        layers=cfg.layers,
+        score=cfg.score,
+        k=cfg.k,
+        progress=progress,
+    )
 
 
-def cached_recording(model: Any, worlds: Any, site: str, position: str, layers: Sequence[int] | None,
-                     progress: bool = True) -> Any:
-    """The recording of ``worlds`` at ``site``/``position``/``layers``, made once and cached on disk under a key
-    of the model identity, prompt-set hash, template, site, position and layers."""
-    from steer.models import cache_dir
-    from steer.record import Activations, record, resolve_layers
-
-    layers = resolve_layers(layers, model.n_layers)
-    rec_dir = cache_dir() / "recordings" / _key(_recording_key(model, worlds, site, position, layers))
-    if (rec_dir / "manifest.json").is_file():
-        return Activations.load(rec_dir, model=model, site=site)
-    return record(model, worlds, site=site, layers=layers, position=position, out=rec_dir, progress=progress)
-
-
-def cached_neurons(model: Any, worlds: Any, proposition: str, site: str, position: str, layers: Sequence[int] | None,
-                   normalize: str, k: int, progress: bool = True) -> NeuronSet:
-    """The top-k neuron set, computed once and cached on disk under a key of its full provenance (model
-    identity, prompt-set hash, template, site, position, layers, proposition, normalization, k). The
-    recording is cached too (:func:`cached_recording`), so other propositions, normalizations and k reuse it."""
-    from steer.artifacts import ArtifactMismatchError
-    from steer.models import cache_dir
-    from steer.record import resolve_layers
-
-    layers = resolve_layers(layers, model.n_layers)
-    key = _key({**_recording_key(model, worlds, site, position, layers), "proposition": proposition,
-                "normalize": normalize, "k": k})
-    path = cache_dir() / "neurons" / f"{key}.json"
-    if path.is_file():
-        try:
-            return NeuronSet.load(path, model=model, site=site)
-        except ArtifactMismatchError:
-            pass  # stale: recompute below
-    acts = cached_recording(model, worlds, site, position, layers, progress)
-    ns = acts.strength(worlds.proposition(proposition), normalize=normalize).top(k)
-    ns.save(path)
-    return ns
+@overload
+def generate(
+    prompts: str,
+    toward: str | None = "positive",
+    *,
+    model: Model | str | None = None,
+    worlds: Worlds | str | None = None,
+    dtype: str = "float32",
+    config: SteerConfig | None = None,
+    generation: GenerationConfig | None = None,
+    **overrides: Any,
+) -> str: ...
 
 
-def _key(obj: dict) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
+@overload
+def generate(
+    prompts: Sequence[str],
+    toward: str | None = "positive",
+    *,
+    model: Model | str | None = None,
+    worlds: Worlds | str | None = None,
+    dtype: str = "float32",
+    config: SteerConfig | None = None,
+    generation: GenerationConfig | None = None,
+    **overrides: Any,
+) -> list[str]: ...
 
 
-def generate(prompts: str | Sequence[str], toward: str | None = "positive", *, k: int | None = None,
-             rule: str | None = None, strength: float | None = None, model: Any = None, worlds: Any = None,
-             template: str | None = None, site: str | None = None, position: str | None = None,
-             layers: Sequence[int] | None = None, normalize: str | None = None, positions: str = "all",
-             max_new_tokens: int = 40, seed: int | None = 0, do_sample: bool = True, temperature: float = 1.0,
-             top_p: float | None = 0.9, chat: bool = False, dtype: str = "float32",
-             config: SteerConfig | None = None) -> str | list[str]:
+def generate(
+    prompts: str | Sequence[str],
+    toward: str | None = "positive",
+    *,
+    model: Model | str | None = None,
+    worlds: Worlds | str | None = None,
+    dtype: str = "float32",
+    config: SteerConfig | None = None,
+    generation: GenerationConfig | None = None,
+    **overrides: Any,
+) -> str | list[str]:
     """Steered continuations of ``prompts`` toward a proposition of the world set.
 
-    ``toward`` names a label of the worlds ("positive", "negative", any label present) or a predicate
-    ("vader_pos:top25"); None gives the unsteered output through the same code path. ``model`` is a spec or
-    a loaded Model (default: ``"default"``); ``worlds`` a Worlds or a prompt-set path (default:
-    prompts/sentiment.jsonl). Unset choices come from ``config`` (default :class:`SteerConfig`).
-    """
-    from steer.worlds import DEFAULT_PROMPT_SET, Worlds
+    Args:
+        prompts: one prompt (returns a string) or several (returns a list).
+        toward: a label of the worlds ("positive", "negative", any label present) or a predicate
+            ("vader_pos:top25"); None gives the unsteered output through the same code path.
+        model: a loaded Model or a spec (default ``"default"``), loaded once per process.
+        worlds: a Worlds or a prompt-set path (default ``prompts/sentiment.jsonl``, with ``config.template``).
+        dtype: the dtype a model spec is loaded in.
+        config: which units and how to rewrite them (default :class:`SteerConfig`).
+        generation: how to decode (default :class:`GenerationConfig`).
+        **overrides: fields of either config, e.g. ``k=200, coeff=4, max_new_tokens=30, seed=1``.
 
-    cfg = (config or SteerConfig()).resolve(template=template, site=site, position=position, layers=layers,
-                                            normalize=normalize, k=k, rule=rule, strength=strength)
-    m = get_model(model, dtype)
-    gen_kw = dict(max_new_tokens=max_new_tokens, seed=seed, do_sample=do_sample, temperature=temperature,
-                  top_p=top_p, chat=chat)
+    Returns:
+        The continuations (the new text only).
+    """
+    from steer.cache import cached_model
+    from steer.resources import DEFAULT_PROMPT_SET
+    from steer.worlds import Worlds
+
+    steer_names = {f.name for f in fields(SteerConfig)}
+    cfg = (config or SteerConfig()).resolve(**{k: v for k, v in overrides.items() if k in steer_names})
+    gen = _with(
+        generation or GenerationConfig(),
+        {k: v for k, v in overrides.items() if k not in steer_names},
+        "steering or generation",
+    )
+    m = cached_model(model, dtype)
     if toward is None:
-        return Steerer(m, None).generate(prompts, **gen_kw)
+        return Steerer(m, None).generate(prompts, gen)
     if not isinstance(worlds, Worlds):
         worlds = Worlds.from_file(worlds or DEFAULT_PROMPT_SET, template=cfg.template)
-    ns = cached_neurons(m, worlds, proposition_spec(toward), cfg.site, cfg.position, cfg.layers, cfg.normalize, cfg.k)
-    return Steerer(m, ns, rule=cfg.rule, strength=cfg.strength, toward=True, positions=positions).generate(
-        prompts, **gen_kw)
+    ns = steering_neurons(m, worlds, toward, cfg)
+    iv = cfg.intervention
+    return Steerer(m, ns, rule=iv.rule, coeff=iv.coeff, apply_to=iv.apply_to).generate(prompts, gen)

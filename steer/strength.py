@@ -35,8 +35,8 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-NORMALIZATIONS: tuple[str, ...] = ("none", "zscore", "rank")
 Normalize = Literal["none", "zscore", "rank"]
+NORMALIZATIONS: tuple[Normalize, ...] = ("none", "zscore", "rank")
 
 
 class TrivialPropositionError(ValueError):
@@ -107,12 +107,12 @@ class Moments:
     sum_c: Float[Tensor, " units"]
 
     @classmethod
-    def of(cls, X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"]) -> "Moments":
+    def of(cls, X: Float[Tensor, "worlds units"], A: Bool[Tensor, " worlds"]) -> Moments:
         n = X.shape[0]
         mean = X.mean(0)
         return cls(n, mean, ((X - mean) ** 2).sum(0), int(A.sum()), X[A].sum(0), X[~A].sum(0))
 
-    def merge(self, o: "Moments") -> "Moments":
+    def merge(self, o: Moments) -> Moments:
         n = self.n + o.n
         delta = o.mean - self.mean
         mean = self.mean + delta * (o.n / n)
@@ -157,10 +157,33 @@ def normal_scores(X: Float[Tensor, "worlds units"]) -> Float[Tensor, "worlds uni
     group = torch.cumsum(new_group, 0) - 1 + torch.arange(u) * n  # unique group ids across columns
     pos = torch.arange(n, dtype=torch.float64)[:, None].expand(n, u)
     total = torch.zeros(n * u, dtype=torch.float64).scatter_add_(0, group.reshape(-1), pos.reshape(-1))
-    count = torch.zeros(n * u, dtype=torch.float64).scatter_add_(0, group.reshape(-1), torch.ones(n * u, dtype=torch.float64))
+    count = torch.zeros(n * u, dtype=torch.float64).scatter_add_(
+        0, group.reshape(-1), torch.ones(n * u, dtype=torch.float64)
+    )
     avg_sorted = (total / count.clamp_min(1))[group]
     ranks = torch.empty_like(avg_sorted).scatter_(0, order, avg_sorted)
     return torch.special.ndtri((ranks + 0.5) / n)
+
+
+def normalize_units(X: Float[Tensor, "worlds units"], normalize: Normalize) -> Float[Tensor, "worlds units"]:
+    """The per-unit transform a normalization applies to X (float64), with every world in memory.
+
+    Args:
+        X: activations, worlds first.
+        normalize: ``none`` (X as it is), ``zscore`` (population z-scores; 0 for constant units) or ``rank``
+            (normal scores of the ranks).
+
+    Returns:
+        The transformed X in float64.
+    """
+    X = X.to(torch.float64)
+    if normalize == "none":
+        return X
+    if normalize == "zscore":
+        return _zscore(X, X.mean(0), X.std(0, unbiased=False))
+    if normalize == "rank":
+        return normal_scores(X)
+    raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
 
 
 def _masked_lse(Z: Tensor, mask: Tensor) -> Tensor:
@@ -231,6 +254,7 @@ def strength_from_shards(
             lse_c = lc if lse_c is None else torch.logaddexp(lse_c, lc)
             start = stop
 
+    assert lse_a is not None and lse_c is not None
     D = 0.5 * (lse_a - lse_c - odds)
     stats = UnitStats(moments.mean, moments.std, moments.mean_a, moments.mean_c)
     unflat = (lambda t: t.reshape(shape)) if shape else (lambda t: t[0])
@@ -238,12 +262,22 @@ def strength_from_shards(
 
 
 def doxastic_strength(
-    X: Float[Tensor, "worlds *units"],
+    X: Float[Tensor, " worlds *units"],
     A: Bool[Tensor, " worlds"],
     prior: Tensor | None = None,
     normalize: Normalize = "none",
 ) -> Float[Tensor, "*units"]:
-    """D(x_u, A, b) for every unit u at once (float64). A 1-D ``X`` is one reasons vector (returns a scalar)."""
+    """D(x_u, A, b) for every unit u at once.
+
+    Args:
+        X: activations, worlds first, any unit shape after; a 1-D ``X`` is one reasons vector.
+        A: the proposition, a boolean mask over the worlds (neither empty nor all worlds).
+        prior: belief weights b over the worlds (default uniform).
+        normalize: ``none`` (the paper), ``zscore`` or ``rank`` (see the module doc).
+
+    Returns:
+        D in float64 with X's unit shape (a scalar tensor for a 1-D ``X``).
+    """
     _check_mask(torch.as_tensor(A), X.shape[0])
     D, _ = strength_from_shards(lambda: [X], A, prior, normalize)
     return D
@@ -255,7 +289,17 @@ def group_strength(
     units: Tensor | list[int],
     prior: Tensor | None = None,
 ) -> float:
-    """Strength of a group of units G, interpreted by its summed reasons vector r_G = sum_{u in G} r_u."""
+    """Strength of a group of units G, interpreted by its summed reasons vector r_G = sum_{u in G} r_u.
+
+    Args:
+        X: activations [worlds, units].
+        A: the proposition mask.
+        units: the unit indices of G (columns of X).
+        prior: belief weights over the worlds (default uniform).
+
+    Returns:
+        D(r_G, A, b).
+    """
     idx = torch.as_tensor(units, dtype=torch.long)
     if idx.numel() == 0:
         raise ValueError("a unit group needs at least one unit")

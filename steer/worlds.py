@@ -24,11 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from steer.resources import TEMPLATES_DIR
 from steer.strength import TrivialPropositionError
-
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
-TEMPLATES_DIR = PROMPTS_DIR / "templates"
-DEFAULT_PROMPT_SET = PROMPTS_DIR / "sentiment.jsonl"
 
 
 class PromptSetError(ValueError):
@@ -105,7 +102,7 @@ class Proposition:
     mask: np.ndarray
     description: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         mask = np.asarray(self.mask)
         if mask.dtype != bool or mask.ndim != 1:
             raise PromptSetError("a proposition mask must be a 1-D boolean array")
@@ -120,7 +117,7 @@ class Proposition:
     def size(self) -> int:
         return int(self.mask.sum())
 
-    def complement(self) -> "Proposition":
+    def complement(self) -> Proposition:
         return Proposition(f"not({self.name})", ~self.mask, f"complement of {self.description or self.name}")
 
     def __repr__(self) -> str:
@@ -143,7 +140,7 @@ class Worlds:
     source: str
     prompts: list[str] = field(init=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not self.records:
             raise PromptSetError(f"prompt set {self.source} has no records")
         for i, rec in enumerate(self.records):
@@ -158,8 +155,13 @@ class Worlds:
     # -- construction
 
     @classmethod
-    def from_records(cls, records: Sequence[dict[str, Any]], template: str | Template = "plain", source: str = "records",
-                     text_field: str | None = None) -> "Worlds":
+    def from_records(
+        cls,
+        records: Sequence[dict[str, Any]],
+        template: str | Template = "plain",
+        source: str = "records",
+        text_field: str | None = None,
+    ) -> Worlds:
         recs = [dict(r) for r in records]
         if text_field is not None:
             for i, r in enumerate(recs):
@@ -169,8 +171,14 @@ class Worlds:
         return cls(recs, load_template(template), source)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, template: str | Template = "plain", text_field: str | None = None,
-                  n: int | None = None, seed: int | None = None) -> "Worlds":
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        template: str | Template = "plain",
+        text_field: str | None = None,
+        n: int | None = None,
+        seed: int | None = None,
+    ) -> Worlds:
         """Worlds from a JSONL, CSV or TSV file (a header row names the fields), a local ``datasets`` directory,
         or a hub dataset name (``stanfordnlp/sst2``, optionally ``name:split``). ``n`` keeps n records: the
         first n, or a random sample of n when ``seed`` is given. ``text_field`` copies that field into ``text``."""
@@ -216,8 +224,15 @@ class Worlds:
             "template_text": self.template.text,
         }
 
-    def with_vader(self, field: str = "text", prefix: str = "vader_") -> "Worlds":
-        """A copy with VADER scores of ``field`` added as ``vader_pos``, ``vader_neg``, ``vader_neu``, ``vader_compound``."""
+    def with_fields_for(self, spec: str) -> Worlds:
+        """These worlds, with VADER fields added when the proposition ``spec`` uses one they lack."""
+        if "vader_" in spec and not any(k.startswith("vader_") for k in self.records[0]):
+            return self.with_vader()
+        return self
+
+    def with_vader(self, field: str = "text", prefix: str = "vader_") -> Worlds:
+        """A copy with VADER scores of ``field`` added as ``vader_pos``, ``vader_neg``, ``vader_neu`` and
+        ``vader_compound``."""
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
         sia = SentimentIntensityAnalyzer()
@@ -239,7 +254,7 @@ class Worlds:
         if spec is None:
             if len(equals) != 1:
                 raise PromptSetError("give one predicate string, or one field=value keyword")
-            (f, v), = equals.items()
+            ((f, v),) = equals.items()
             spec = f"{f}={v}"
         if m := _TOP.match(spec):
             return self.top(m["field"], int(m["n"]), largest=m["dir"] == "top")
@@ -276,7 +291,9 @@ class Worlds:
         mask = np.zeros(len(self), dtype=bool)
         mask[order[:n]] = True
         word = "top" if largest else "bottom"
-        return Proposition(f"{field}:{word}{n}", mask, f"the {n} worlds with the {'highest' if largest else 'lowest'} {field}")
+        return Proposition(
+            f"{field}:{word}{n}", mask, f"the {n} worlds with the {'highest' if largest else 'lowest'} {field}"
+        )
 
     def mask(self, mask: Sequence[bool] | np.ndarray, name: str = "mask") -> Proposition:
         mask = np.asarray(mask)
@@ -361,7 +378,7 @@ def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
     except FileNotFoundError:
         try:
             ds = datasets.load_dataset(str(path))
-        except Exception as e:  # noqa: BLE001 - datasets raises many kinds
+        except Exception as e:
             raise PromptSetError(f"{path}: not a prompt file nor a dataset directory ({e})") from None
     if isinstance(ds, datasets.DatasetDict):
         split = "train" if "train" in ds else next(iter(ds))

@@ -15,7 +15,7 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
                "--proposition", "label=positive", "--site", "mlp", "--k", "5", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "top 5 units FOR 'label=positive'" in text and "normalize=zscore" in text
+    assert "top 5 units FOR 'label=positive'" in text and "score zscore-D (normalize=zscore)" in text
     assert "layer  29:" in text
     for norm in ("none", "zscore", "rank"):
         for name in (f"neurons-{norm}.json", f"strength_by_layer-{norm}.png", f"stability-{norm}.png"):
@@ -25,10 +25,10 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
     assert "D interval" in text and "top-k freq" in text and "prediction set for the top unit" in text
     ns = NeuronSet.load(out / "neurons-none.json", model=bundled, site="mlp")
     assert len(ns.units_for) == 5 and len(ns.units_against) == 5
-    assert ns.units_for[0].D > 0 > ns.units_against[0].D
+    assert ns.units_for[0].score > 0 > ns.units_against[0].score and ns.score == "D"
     st = ns.extra["stability"]
-    assert (st["K"], st["seed"], st["alpha"]) == (200, 0, 0.1)
-    assert all(0 <= u["freq"] <= 1 and u["D_lo"] <= u["D_hi"] for u in st["units_for"] + st["units_against"])
+    assert (st["resamples"], st["seed"], st["alpha"]) == (200, 0, 0.1)
+    assert all(0 <= u["freq"] <= 1 and u["lo"] <= u["hi"] for u in st["units_for"] + st["units_against"])
     assert 0 <= st["jaccard_for"] <= 1 and sum(p["share"] for p in st["prediction_set_for"]) >= 0.9
     acts = Activations.load(out / "activations", model=bundled)
     assert acts.X.shape == (48, 30, 1536)
@@ -68,10 +68,10 @@ def test_recording_from_other_worlds_is_refused(bundled, tmp_path, capsys):
 def test_stability_command_on_bundled_model(bundled, tmp_path, capsys):
     out = tmp_path / "stab"
     rc = main(["stability", "--model", "bundled", "--n", "64", "--seed", "0", "--proposition", "label=positive",
-               "--layers", "20-29", "--K", "50", "--out", str(out), "--quiet"])
+               "--layers", "20-29", "--bootstrap", "50", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0
-    assert "stability over K=50 bootstrap resamples" in text
+    assert "stability over 50 bootstrap resamples" in text
     assert "missing-labels drop" in text and "speaks for" in text
     trust = json.loads((out / "trust.json").read_text())
     sanity = trust["rank"]["sanity_for"]

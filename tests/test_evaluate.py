@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from steer.metrics import distinct_n, kl_divergence, perplexity, rate, wilson_interval
+from steer.eval.metrics import distinct_n, kl_divergence, perplexity, rate, wilson_interval
 from steer.selection import average_precision, median_on, standardized_mean_difference
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -50,26 +50,28 @@ def test_distinct_n_known_values():
     assert distinct_n([""], 2) == 0.0
 
 
-class _UniformModel:
-    """A fake model whose next-token distribution is uniform over V tokens: perplexity must be exactly V."""
+class _CharTokenizer:
+    """Mimics the HF tokenizer interface steer.Model uses: one id per character."""
 
-    V = 37
+    pad_token_id = 0
 
-    class tokenizer:  # noqa: N801 - mimics the HF tokenizer interface used by continuation_nll
-        pad_token_id = 0
+    def __call__(self, text, add_special_tokens=True):
+        return type("E", (), {"input_ids": [1 + (ord(c) % 30) for c in text]})()
 
-        def __call__(self, text, add_special_tokens=True):
-            return type("E", (), {"input_ids": [1 + (ord(c) % 30) for c in text]})()
 
-    tokenizer = tokenizer()
+V = 37
 
-    def bridge(self, ids, attention_mask=None, return_type="logits"):
-        return torch.zeros(*ids.shape, self.V)
+
+def _uniform_bridge(ids, attention_mask=None, return_type="logits"):
+    """A model whose next-token distribution is uniform over V tokens: perplexity must be exactly V."""
+    return torch.zeros(*ids.shape, V)
 
 
 def test_perplexity_of_a_known_distribution():
-    m = _UniformModel()
-    assert perplexity(m, ["ab", "hello"], ["cde", "fg"]) == pytest.approx(_UniformModel.V, rel=1e-6)
+    from steer import Model
+
+    m = Model(_uniform_bridge, _CharTokenizer())
+    assert perplexity(m, ["ab", "hello"], ["cde", "fg"]) == pytest.approx(V, rel=1e-6)
 
 
 def test_average_precision_and_median_against_a_naive_loop():
@@ -111,27 +113,26 @@ def _sst2_like(tmp_path, n_train=40, n_val=24):
 
 
 def _tiny_flip_config(d, **kw):
-    from steer.evaluate import FlipConfig
+    from steer.eval import FlipConfig, FlipItems, FlipWorlds, UnitChoice
 
-    return FlipConfig(sst2=str(d), n_worlds=40, n_eval=None, world_template=str(d / "tmpl.txt"),
-                      eval_template=str(d / "tmpl.txt"), proposition_pos="vader_pos:top6",
-                      proposition_neg="vader_neg:top6", answers=("a", "b"), k=2, random_seeds=(0, 1),
-                      sites=("resid", "mlp"), **kw)
+    return FlipConfig(sst2=str(d),
+                      worlds=FlipWorlds(n=40, template=str(d / "tmpl.txt"), positive="vader_pos:top6",
+                                        negative="vader_neg:top6"),
+                      items=FlipItems(n=None, template=str(d / "tmpl.txt"), answers=("a", "b")),
+                      units=UnitChoice(k=2, random_seeds=(0, 1), sites=("resid", "mlp")), **kw)
 
 
 def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path):
     """The flip protocol's shortcut (prefix KV cache + one-token forward per condition) gives the same
     log-probabilities as a plain forward over the whole prompt with the rewrite at the last prompt position."""
-    from steer.faithfulness import Condition, answer_logprobs
-    from steer.record import record
-    from steer.steering import Steerer
-    from steer.worlds import Worlds
+    from steer import Intervention, Steerer, Worlds, record
+    from steer.eval import Condition, answer_logprobs
 
     worlds = Worlds.from_records([{"text": t} for t in ["a lovely day", "cold soup and awful service never again",
                                                         "the film", "great music and a warm crowd in the evening"]])
-    acts = record(tiny_qwen, worlds, site="mlp", layers=None, position="last", progress=False)
+    acts = record(tiny_qwen, worlds, site="mlp", layers=None, reduce="last", progress=False)
     ns = acts.strength(worlds.mask([True, False, False, True])).top(3)
-    cond = Condition("c", "pos2neg", ns, rule="paper", strength=5.0, toward=False)
+    cond = Condition("c", "pos2neg", ns, Intervention("paper", 5.0, "away"))
     answers = [5, 17, 40]
     clean, steered, kl = answer_logprobs(tiny_qwen, worlds.prompts, [cond], answers, batch_size=3, progress=False)
     tok = tiny_qwen.tokenizer
@@ -139,7 +140,7 @@ def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path
         ids = torch.tensor([tok(p).input_ids])
         with torch.inference_mode():
             full = torch.log_softmax(tiny_qwen.bridge(ids)[0, -1].float(), -1)
-            with Steerer(tiny_qwen, ns, rule="paper", strength=5.0, toward=False, positions="last-prompt"):
+            with Steerer(tiny_qwen, ns, rule="paper", coeff=5.0, direction="away", apply_to="last-prompt"):
                 hooked = torch.log_softmax(tiny_qwen.bridge(ids)[0, -1].float(), -1)
         assert torch.allclose(clean[i], full[answers], atol=1e-4)
         assert torch.allclose(steered["c"][i], hooked[answers], atol=1e-4)
@@ -148,28 +149,30 @@ def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path
 
 
 def test_flip_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
-    from steer.evaluate import evaluate_flips, flip_table
+    from steer.eval import evaluate_flips, flip_table
 
     d = _sst2_like(tmp_path)
     r = evaluate_flips(tiny_qwen, _tiny_flip_config(d), out=tmp_path / "rep", progress=False)
-    groups = {(c["direction"], c["info"]["site"], c["group"]) for c in r["conditions"]}
-    for direction in ("pos2neg", "neg2pos"):
+    groups = {(c["flip"], c["info"]["site"], c["group"]) for c in r["conditions"]}
+    for flip in ("pos2neg", "neg2pos"):
         for site in ("resid", "mlp"):
             for g in ("method", "random", "score:mean-diff", "other-layers"):
-                assert (direction, site, g) in groups
+                assert (flip, site, g) in groups
     assert r["n_items"] == 24 and 0 <= r["clean_accuracy"]["rate"] <= 1
     for c in r["conditions"]:
-        assert c["flip"]["n"] == 0 or c["flip"]["lo"] <= c["flip"]["rate"] <= c["flip"]["hi"]
+        f = c["flip_rate"]
+        assert f["n"] == 0 or f["lo"] <= f["rate"] <= f["hi"]
+        assert (c["rule"], c["direction"], c["coeff"]) == ("paper", "away", 5.0 if c["flip"] == "pos2neg" else 7.0)
         assert c["n_units"] == 4
     rep = tmp_path / "rep"
     assert {"result.json", "report.md", "flips.png"} <= {p.name for p in rep.iterdir()}
     assert "| pos2neg |" in (rep / "report.md").read_text() and "other-layers" in flip_table(r)
     again = evaluate_flips(tiny_qwen, _tiny_flip_config(d), progress=False)
-    assert [c["flip"] for c in again["conditions"]] == [c["flip"] for c in r["conditions"]]
+    assert [c["flip_rate"] for c in again["conditions"]] == [c["flip_rate"] for c in r["conditions"]]
 
 
 def test_multi_token_answers_are_refused(tiny_qwen):
-    from steer.faithfulness import answer_token_ids
+    from steer.eval import answer_token_ids
 
     with pytest.raises(ValueError, match="single tokens"):
         answer_token_ids(tiny_qwen.tokenizer, {"positive": " wonderful and lovely", "negative": " b"})
@@ -183,12 +186,13 @@ def classifier(tmp_path_factory):
     """The MiniLM classifier fitted on a small SST-2 sample (the harness default uses 8000 sentences)."""
     from pathlib import Path
 
-    from steer.scorers import EncoderClassifier
+    from steer.eval import EncoderClassifier
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
     if not (data / "train.tsv").is_file():
         pytest.skip("../shared/data/sst2 is not available")
-    return EncoderClassifier(train=str(data / "train.tsv"), heldout=str(data / "validation.tsv"), n_train=600)
+    return EncoderClassifier.fit_or_load(train=str(data / "train.tsv"), heldout=str(data / "validation.tsv"),
+                                         n_train=600)
 
 
 def test_classifier_scorer_reports_held_out_accuracy_and_judges(classifier):
@@ -199,8 +203,7 @@ def test_classifier_scorer_reports_held_out_accuracy_and_judges(classifier):
 
 
 def test_steering_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path, classifier):
-    from steer.evaluate import SteeringEvalConfig, evaluate_steering
-    from steer.scorers import VaderScorer
+    from steer.eval import SteeringEvalConfig, VaderScorer, evaluate_steering
 
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("\n".join(json.dumps({"text": t}) for t in ["the film", "a quiet morning", "cold soup"]))
@@ -209,8 +212,8 @@ def test_steering_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path, classi
 
     worlds.write_text("\n".join(json.dumps({"text": t, "label": ["positive", "negative"][i % 2]})
                                 for i, t in enumerate(CORPUS * 4)))
-    cfg = SteeringEvalConfig(prompts=(str(prompts),), worlds=str(worlds), k=5, strengths=(1.0, 4.0),
-                             caa_strengths=(2.0,), caa_layer=1, selfcond_k=(3,), seeds=(0,), max_new_tokens=6)
+    cfg = SteeringEvalConfig(prompts=(str(prompts),), worlds=str(worlds), k=5, coeffs=(1.0, 4.0),
+                             caa_coeffs=(2.0,), caa_layer=1, selfcond_k=(3,), seeds=(0,), max_new_tokens=6)
     scorers = [VaderScorer(), classifier]
     r = evaluate_steering(tiny_qwen, cfg, out=tmp_path / "rep", scorers=scorers, progress=False)
     kinds = {m["kind"] for m in r["methods"].values()}
@@ -231,11 +234,9 @@ def test_neuron_steering_beats_the_random_control_in_the_harness(bundled):
     """Bundled SmolLM2, project defaults (rank D, k=500, additive 3): 12 held-out neutral prompts x 2 seeds,
     20 tokens, VADER. The separation (mean VADER toward positive minus toward negative, halved) of the neuron
     set must exceed the random-unit control's by 0.1; test_steering_bundled measured +0.23 vs -0.03 on 3 seeds."""
-    from steer.evaluate import SteeringEvalConfig, evaluate_steering
-    from steer.quality import summary_rows
-    from steer.scorers import VaderScorer
+    from steer.eval import SteeringEvalConfig, VaderScorer, evaluate_steering, summary_rows
 
-    cfg = SteeringEvalConfig(prompts=("prompts/steering_test.jsonl",), strengths=(3.0,), caa_strengths=(),
+    cfg = SteeringEvalConfig(prompts=("prompts/steering_test.jsonl",), coeffs=(3.0,), caa_coeffs=(),
                              selfcond_k=(), prompting=False, seeds=(0, 1), max_new_tokens=20)
     r = evaluate_steering(bundled, cfg, scorers=[VaderScorer()], progress=False)
     rows = {row["kind"]: row for row in summary_rows(r, "vader")}
@@ -256,7 +257,7 @@ def test_eval_cli_on_a_tiny_model(tmp_path, capsys, cache_env):
     prompts.write_text(json.dumps({"text": "the film"}) + "\n" + json.dumps({"text": "cold soup"}) + "\n")
     out = tmp_path / "steer-report"
     rc = main(["eval", "steer", "--model", str(model_dir), "--prompts", str(prompts), "--worlds", str(worlds),
-               "--k", "4", "--strengths", "2", "--caa-strengths", "2", "--caa-layer", "1", "--selfcond-k", "3",
+               "--k", "4", "--coeffs", "2", "--caa-coeffs", "2", "--caa-layer", "1", "--selfcond-k", "3",
                "--scorers", "vader", "--seeds", "0", "--max-new-tokens", "5", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0 and "== scorer vader" in text and "random units (k=4)" in text
@@ -271,17 +272,16 @@ def test_eval_cli_on_a_tiny_model(tmp_path, capsys, cache_env):
 
 
 def test_score_units_reuses_raw_strengths_without_changing_them(tiny_qwen):
-    from steer.neurons import Strengths, score_units
-    from steer.record import record
-    from steer.worlds import Worlds
+    from steer import Strengths, Worlds, record, score_units
 
     worlds = Worlds.from_records([{"text": t} for t in ["a lovely day", "cold soup", "the film", "great music",
                                                         "awful service", "a quiet morning"]])
-    acts = record(tiny_qwen, worlds, site="mlp", layers=None, position="last", progress=False)
+    acts = record(tiny_qwen, worlds, site="mlp", layers=None, reduce="last", progress=False)
     prop = worlds.mask([True, False, False, True, False, True])
     raw = Strengths.compute(acts, prop)
     for score in ("D", "mean-diff", "smd", "ap", "rank-D"):
-        assert torch.equal(score_units(acts, prop, score, raw=raw).D, score_units(acts, prop, score).D), score
+        assert torch.equal(score_units(acts, prop, score, raw=raw).values, score_units(acts, prop, score).values), score
+        assert score_units(acts, prop, score).score == score
     with pytest.raises(ValueError, match="un-normalized"):
         score_units(acts, prop, "smd", raw=acts.strength(prop, normalize="rank"))
     with pytest.raises(ValueError, match="unknown selection score"):

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from steer.explain import (auroc, candidate_propositions, explain_unit, perturb, radius, sanity_checks, scores,
+from steer.explain import (auroc, candidate_propositions, explain_unit, perturb, radius, sanity_checks, similarities,
                            top_set)
-from steer.stability import planted
+from tests.helpers import planted
 from steer.worlds import Worlds
 
 
 def test_scores_on_a_known_case():
     x = torch.tensor([9.0, 8.0, 7.0, 1.0, 0.0, -1.0, -2.0, -3.0, -4.0, -5.0])
     A = torch.tensor([True, True, False, True, False, False, False, False, False, False])
-    s = scores(x, A, q=0.2)  # T = the top 2 worlds = {0, 1}
+    s = similarities(x, A, q=0.2)  # T = the top 2 worlds = {0, 1}
     assert top_set(x, 0.2).nonzero()[:, 0].tolist() == [0, 1]
     assert s["iou"] == pytest.approx(2 / 3) and s["f1"] == pytest.approx(0.8)
     assert s["recall"] == pytest.approx(2 / 3) and s["precision"] == 1.0 and s["accuracy"] == pytest.approx(0.9)
@@ -72,7 +72,7 @@ def test_uniform_bounds_hold_at_their_stated_rate(metric):
         for j in range(n_cand):
             A = cs[:, j]
             r = radius(metric, n, int(A.sum()), int(T.sum()), n_cand, delta)
-            ok &= abs(scores(xs, A, q)[metric] - truth[j]) <= r
+            ok &= abs(similarities(xs, A, q)[metric] - truth[j]) <= r
         held += ok
     rate = held / 200
     assert rate >= 1 - delta - 2 * math.sqrt(delta * (1 - delta) / 200), rate
@@ -87,15 +87,15 @@ def test_explain_unit_finds_the_planted_concept():
                                             "topic=work"]
     g = torch.Generator().manual_seed(0)
     x = torch.randn(1000, generator=g, dtype=torch.float64) + 2.5 * torch.as_tensor(w.proposition("topic=film").mask)
-    ex = explain_unit(x, cands, q=0.25, K=200, seed=0)  # T the size of the concept: IoU can separate
+    ex = explain_unit(x, cands, q=0.25, resamples=200, seed=0)  # T the size of the concept: IoU can separate
     assert ex.best["D"] == ex.best["iou"] == ex.best["auroc"] == "topic=film"
     assert ex.prediction_set[0][0] == "topic=film" and ex.prediction_set[0][1] > 0.9
     row = next(r for r in ex.rows if r["name"] == "topic=film")
     assert row["D_lo"] <= row["D"] <= row["D_hi"] and row["corr_lo"] <= row["corr"] <= row["corr_hi"]
     assert ex.margins["iou"]["separated"]
     assert ex.sentence("unit (3, 17)").startswith("unit (3, 17) speaks for topic=film: D = ")
-    assert explain_unit(x, cands, K=50, seed=3).rows == explain_unit(x, cands, K=50, seed=3).rows
-    small = explain_unit(x[:200], [c.__class__(c.name, c.mask[:200]) for c in cands], q=0.1, K=50)
+    assert explain_unit(x, cands, resamples=50, seed=3).rows == explain_unit(x, cands, resamples=50, seed=3).rows
+    small = explain_unit(x[:200], [c.__class__(c.name, c.mask[:200]) for c in cands], q=0.1, resamples=50)
     assert not small.margins["iou"]["separated"]  # with 200 worlds the bound is too wide to claim it
 
 

@@ -24,9 +24,9 @@ def test_top_k_global_and_per_layer(acts):
     D = doxastic_strength(a.X, torch.as_tensor(w.proposition(label="positive").mask))
     torch.testing.assert_close(s.D, D)
     ns = s.top(k=4)
-    got = [u.D for u in ns.units_for]
+    got = [u.score for u in ns.units_for]
     assert got == sorted(got, reverse=True) and got[0] == pytest.approx(D.max().item())
-    assert ns.units_against[0].D == pytest.approx(D.min().item())
+    assert ns.units_against[0].score == pytest.approx(D.min().item())
     u = ns.units_for[0]
     X = a.X[:, a.layer_index(u.layer), u.index].double()
     mask = torch.as_tensor(w.proposition(label="positive").mask)
@@ -35,7 +35,7 @@ def test_top_k_global_and_per_layer(acts):
     per = s.top(k=2, per_layer=True)
     assert [u.layer for u in per.units_for] == [0, 0, 1, 1, 2, 2]
     for j in range(3):
-        assert per.units_for[2 * j].D == pytest.approx(D[j].max().item())
+        assert per.units_for[2 * j].score == pytest.approx(D[j].max().item())
 
 
 def test_against_is_for_of_the_complement(acts):
@@ -61,9 +61,9 @@ def test_save_load_and_mismatch(acts, tiny_qwen, tmp_path):
     ns = a.strength(w.proposition(label="positive"), normalize="zscore").top(k=3)
     ns.save(tmp_path / "n.json")
     back = NeuronSet.load(tmp_path / "n.json", model=tiny_qwen, site="mlp")
-    assert back.units_for == ns.units_for and back.normalize == "zscore"
+    assert back.units_for == ns.units_for and back.score == "zscore-D"
     assert back.provenance["worlds"]["prompt_set_sha256"] == w.prompt_set_hash
-    assert back.provenance["position"] == "last"
+    assert back.provenance["reduce"] == "last"
     with pytest.raises(ArtifactMismatchError, match="site"):
         NeuronSet.load(tmp_path / "n.json", site="resid")
     other = dict(tiny_qwen.identity, sha256="0" * 64)

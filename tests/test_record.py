@@ -8,7 +8,7 @@ from steer.record import Activations, parse_layers, record, resolve_layers
 from steer.worlds import Worlds
 
 
-def hf_reference(model, prompts, site, layers, position):
+def hf_reference(model, prompts, site, layers, reduce):
     """One prompt at a time through the plain HF model: down_proj's input (mlp) or the layer output (resid)."""
     hf = model.bridge.original_model
     rows = []
@@ -29,17 +29,17 @@ def hf_reference(model, prompts, site, layers, position):
         finally:
             for h in handles:
                 h.remove()
-        rows.append(torch.stack([got[layer][0, -1] if position == "last" else got[layer][0].mean(0) for layer in layers]))
+        rows.append(torch.stack([got[layer][0, -1] if reduce == "last" else got[layer][0].mean(0) for layer in layers]))
     return torch.stack(rows).float()
 
 
 @pytest.mark.parametrize("site", ["mlp", "resid"])
-@pytest.mark.parametrize("position", ["last", "mean"])
-def test_recording_equals_plain_hf_forward(tiny_model, toy_records, site, position):
+@pytest.mark.parametrize("reduce", ["last", "mean"])
+def test_recording_equals_plain_hf_forward(tiny_model, toy_records, site, reduce):
     worlds = Worlds.from_records(toy_records, "plain")
     layers = [0, 2]
-    acts = record(tiny_model, worlds, site=site, layers=layers, position=position, batch_size=4, progress=False)
-    ref = hf_reference(tiny_model, worlds.prompts, site, layers, position)
+    acts = record(tiny_model, worlds, site=site, layers=layers, reduce=reduce, batch_size=4, progress=False)
+    ref = hf_reference(tiny_model, worlds.prompts, site, layers, reduce)
     width = tiny_model.d_mlp if site == "mlp" else tiny_model.d_model
     assert acts.X.shape == (len(worlds), len(layers), width)
     torch.testing.assert_close(acts.X, ref, rtol=1e-4, atol=1e-5)
@@ -69,11 +69,11 @@ def test_sharded_recording_on_disk_equals_in_memory(tiny_qwen, toy_records, tmp_
 
 def test_save_load_roundtrip_and_provenance(tiny_qwen, toy_records, tmp_path):
     worlds = Worlds.from_records(toy_records, "plain")
-    acts = record(tiny_qwen, worlds, site="mlp", layers=[1], position="mean", progress=False)
+    acts = record(tiny_qwen, worlds, site="mlp", layers=[1], reduce="mean", progress=False)
     acts.save(tmp_path / "a")
     back = Activations.load(tmp_path / "a", model=tiny_qwen, site="mlp")
     torch.testing.assert_close(back.X, acts.X)
-    assert back.position == "mean" and back.layers == [1]
+    assert back.reduce == "mean" and back.layers == [1]
     assert back.worlds["prompt_set_sha256"] == worlds.prompt_set_hash
     assert back.model["sha256"] == tiny_qwen.provenance["sha256"]
     man = back.manifest()
@@ -97,8 +97,8 @@ def test_bad_arguments(tiny_qwen, toy_records):
         record(tiny_qwen, worlds, site="attn", progress=False)
     with pytest.raises(ValueError, match="unknown layer"):
         record(tiny_qwen, worlds, layers=[7], progress=False)
-    with pytest.raises(ValueError, match="unknown position"):
-        record(tiny_qwen, worlds, position="first", progress=False)
+    with pytest.raises(ValueError, match="unknown reduce"):
+        record(tiny_qwen, worlds, reduce="first", progress=False)
 
 
 def test_nan_activations_are_refused(tiny_qwen, toy_records):

@@ -48,4 +48,4 @@ def test_qwen_paper_protocol_strength_lives_in_late_layers(qwen):
     peak = s.D.abs().amax(1)
     assert peak[18:].max() > peak[:6].max()
     ns = s.top(k=5)
-    assert torch.isfinite(torch.tensor([u.D for u in ns.units_for])).all()
+    assert torch.isfinite(torch.tensor([u.score for u in ns.units_for])).all()

@@ -3,10 +3,23 @@
 import pytest
 import torch
 
-from steer.interventions import LayerPlan, PositionTracker, build_plans, position_mask, rewrite
-from steer.neurons import Unit
+from steer.interventions import (
+    RULES,
+    Affine,
+    Intervention,
+    LayerEdit,
+    PositionTracker,
+    Rule,
+    edit_hook,
+    get_rule,
+    neuron_edits,
+    position_mask,
+    register_rule,
+    unit_tables,
+)
+from steer.neurons import NeuronSet, Unit
 from steer.record import record
-from steer.steering import Steerer, generate_text, steering
+from steer.steering import Steerer, generate_text
 from steer.worlds import Worlds
 from tests.conftest import CORPUS
 
@@ -17,7 +30,7 @@ PROMPTS = ["the film was", "a quiet morning in the old town by", "great"]
 def neurons(tiny_qwen):
     recs = [{"text": t, "label": "positive" if i % 2 else "negative"} for i, t in enumerate(CORPUS * 2)]
     w = Worlds.from_records(recs)
-    acts = record(tiny_qwen, w, site="mlp", position="mean", progress=False)
+    acts = record(tiny_qwen, w, site="mlp", reduce="mean", progress=False)
     return acts.strength(w.proposition(label="positive"), normalize="zscore").top(k=6)
 
 
@@ -31,54 +44,118 @@ def all_hooks_removed(model):
 
 # ------------------------------------------------------------------------------------------------ rules
 
-
-def plan():
-    # unit 0 speaks for A, unit 1 against A
-    return LayerPlan(torch.tensor([0, 1]), torch.tensor([1.0, -1.0]), torch.tensor([2.0, -1.0]),
-                     torch.tensor([3.0, -2.0]), torch.tensor([1.0, 0.5]), torch.tensor([0.5, 2.0]))
+# unit 0 speaks for A, unit 1 against A
+FOR = Unit(layer=0, index=0, score=1.0, mean=2.0, std=0.5, mean_a=3.0, mean_c=1.0)
+AGAINST = Unit(layer=0, index=1, score=-1.0, mean=-1.0, std=2.0, mean_a=-2.0, mean_c=0.5)
 
 
-@pytest.mark.parametrize("rule, toward, expected", [
-    ("paper", False, [2.0 - 5 * 10, -1.0]),  # pos2neg: for-units m - c*a, against-units m
-    ("paper", True, [2.0, -1.0 - 5 * 20]),
-    ("scale", True, [5 * 2.0, -1.0]),  # for-units s*m
-    ("scale", False, [2.0, 5 * -1.0]),
-    ("mean-ablate", True, [2.0, -1.0]),
-    ("additive", True, [10 + 5 * 0.5, 20 - 5 * 2.0]),
-    ("additive", False, [10 - 5 * 0.5, 20 + 5 * 2.0]),
-    ("clamp", True, [3.0 + 5 * 1.0, -2.0 + 5 * -1.0]),  # mean_A + alpha*(mean_A - m)
-    ("clamp", False, [1.0 + 5 * -1.0, 0.5 + 5 * 1.5]),  # mean_~A + alpha*(mean_~A - m)
+def table(direction):
+    return unit_tables([FOR], [AGAINST], direction)[0]
+
+
+def tiny_set(units_for=(FOR,), units_against=(AGAINST,)):
+    return NeuronSet(list(units_for), list(units_against), "mlp", "D", 1, False, {"name": "A"}, {"model": {}})
+
+
+@pytest.mark.parametrize("rule, direction, expected", [
+    ("paper", "away", [2.0 - 5 * 10, -1.0]),  # pos2neg: for-units m - c*a, against-units m
+    ("paper", "toward", [2.0, -1.0 - 5 * 20]),
+    ("scale", "toward", [5 * 2.0, -1.0]),  # for-units s*m
+    ("scale", "away", [2.0, 5 * -1.0]),
+    ("mean-ablate", "toward", [2.0, -1.0]),
+    ("additive", "toward", [10 + 5 * 0.5, 20 - 5 * 2.0]),
+    ("additive", "away", [10 - 5 * 0.5, 20 + 5 * 2.0]),
+    ("clamp", "toward", [3.0 + 5 * 1.0, -2.0 + 5 * -1.0]),  # mean_A + alpha*(mean_A - m)
+    ("clamp", "away", [1.0 + 5 * -1.0, 0.5 + 5 * 1.5]),  # mean_~A + alpha*(mean_~A - m)
 ])
-def test_rules(rule, toward, expected):
+def test_rules(rule, direction, expected):
     a = torch.tensor([[10.0, 20.0]])
-    torch.testing.assert_close(rewrite(rule, a, plan(), 5.0, toward), torch.tensor([expected]))
+    torch.testing.assert_close(get_rule(rule).rewrite(a, table(direction), 5.0), torch.tensor([expected]))
 
 
 @pytest.mark.parametrize("rule", ["paper", "scale", "mean-ablate", "additive", "clamp"])
-def test_strength_zero_is_identity(rule):
-    a = torch.randn(2, 3, 2)
-    assert rewrite(rule, a, plan(), 0.0, True) is a
+def test_every_built_in_rule_is_affine_and_its_form_is_the_rewrite(rule):
+    a = torch.randn(4, 2) * 10
+    for direction in ("toward", "away"):
+        form = get_rule(rule).affine(table(direction), 3.0)
+        assert form is not None
+        torch.testing.assert_close(a * form.scale + form.shift, get_rule(rule).rewrite(a, table(direction), 3.0))
+    assert get_rule("additive").affine(table("toward"), 3.0).is_shift
+    assert get_rule("clamp").affine(table("toward"), 3.0).is_constant
 
 
 @pytest.mark.parametrize("rule", ["paper", "scale", "mean-ablate", "additive", "clamp"])
-@pytest.mark.parametrize("toward", [True, False])
-def test_hook_fast_paths_equal_the_reference_rule(rule, toward):
-    from steer.interventions import make_hook
+def test_coeff_zero_is_identity(rule):
+    assert neuron_edits(tiny_set(), Intervention(rule, 0.0)) == {}
+    assert neuron_edits(tiny_set(), Intervention(rule, 1.0)) != {}
 
+
+@pytest.mark.parametrize("rule", ["paper", "scale", "mean-ablate", "additive", "clamp"])
+@pytest.mark.parametrize("direction", ["toward", "away"])
+def test_hook_fast_paths_equal_the_reference_rule(rule, direction):
     act = torch.randn(2, 4, 5)
-    p = plan()
+    t = table(direction)
     want = act.clone()
-    want[..., p.index] = rewrite(rule, act[..., p.index], p, 3.0, toward)
-    for positions in ("all", "prompt"):  # "prompt" on a prompt pass rewrites every position, the slow way
-        got = make_hook("L0", p, rule, 3.0, toward, positions, PositionTracker())(act.clone())
+    want[..., t.index] = get_rule(rule).rewrite(act[..., t.index], t, 3.0)
+    edit = neuron_edits(tiny_set(), Intervention(rule, 3.0, direction))[0]
+    for apply_to in ("all", "prompt"):  # "prompt" on a prompt pass rewrites every position, the slow way
+        got = edit_hook("L0", edit, apply_to, PositionTracker())(act.clone())
         torch.testing.assert_close(got, want)
 
 
-def test_plans_group_units_by_layer():
+def test_unit_tables_group_units_by_layer():
     u = lambda layer, i: Unit(layer, i, 1.0, 0.0, 1.0, 0.5, -0.5)  # noqa: E731
-    plans = build_plans([u(3, 7), u(1, 2)], [u(3, 1)])
-    assert sorted(plans) == [1, 3]
-    assert plans[3].index.tolist() == [1, 7] and plans[3].role.tolist() == [-1.0, 1.0]
+    tables = unit_tables([u(3, 7), u(1, 2)], [u(3, 1)], "toward")
+    assert sorted(tables) == [1, 3]
+    assert tables[3].index.tolist() == [1, 7] and tables[3].sign.tolist() == [-1.0, 1.0]
+    assert unit_tables([u(3, 7)], [u(3, 1)], "away")[3].sign.tolist() == [1.0, -1.0]
+
+
+def test_a_registered_rule_is_usable_by_name(tiny_qwen, neurons):
+    class Double(Rule):
+        name = "test-double"
+        default_coeff = 2.0
+
+        def affine(self, units, coeff):
+            return Affine(torch.full_like(units.mean, coeff), torch.zeros_like(units.mean))
+
+    register_rule(Double())
+    try:
+        assert "test-double" in RULES and Intervention("test-double").value == 2.0
+        with pytest.raises(ValueError, match="already registered"):
+            register_rule(Double())
+        out = Steerer(tiny_qwen, neurons, rule="test-double", coeff=50.0).generate(PROMPTS, max_new_tokens=8,
+                                                                                   do_sample=False)
+        assert out != greedy(tiny_qwen, PROMPTS)
+    finally:
+        RULES.pop("test-double")
+
+
+def test_a_rule_that_is_not_affine_goes_through_its_rewrite():
+    class Clip(Rule):
+        name = "clip"
+
+        def rewrite(self, a, units, coeff):
+            return a.clamp(max=coeff)
+
+    t = table("toward")
+    edit = LayerEdit(t.index, None, Clip(), t, 1.0)
+    act = torch.full((1, 2, 3), 5.0)
+    got = edit_hook("L0", edit, "all", PositionTracker())(act)
+    assert got[..., :2].eq(1.0).all() and got[..., 2].eq(5.0).all()
+
+
+def test_interventions_validate_their_arguments():
+    with pytest.raises(ValueError, match="unknown rule"):
+        Intervention("flip")
+    with pytest.raises(ValueError, match="unknown direction"):
+        Intervention("additive", 1.0, "up")
+    with pytest.raises(ValueError, match="unknown apply_to"):
+        Intervention("additive", 1.0, "toward", "middle")
+    with pytest.raises(ValueError, match="finite"):
+        Intervention("additive", float("nan"))
+    assert Intervention("paper").value == 5.0 and Intervention("paper", 7.0, "away").describe() == {
+        "rule": "paper", "coeff": 7.0, "direction": "away", "apply_to": "all"}
 
 
 def test_positions():
@@ -100,14 +177,14 @@ def test_positions():
 
 def test_steering_changes_greedy_output(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
-    with Steerer(tiny_qwen, neurons, rule="additive", strength=200.0):
+    with Steerer(tiny_qwen, neurons, rule="additive", coeff=200.0):
         steered = greedy(tiny_qwen, PROMPTS)
     assert steered != plain
 
 
-@pytest.mark.parametrize("rule, strength", [("additive", 50.0), ("clamp", 30.0), ("paper", 5.0)])
-def test_kv_cache_does_not_change_steered_output(tiny_qwen, neurons, rule, strength):
-    s = Steerer(tiny_qwen, neurons, rule=rule, strength=strength)
+@pytest.mark.parametrize("rule, coeff", [("additive", 50.0), ("clamp", 30.0), ("paper", 5.0)])
+def test_kv_cache_does_not_change_steered_output(tiny_qwen, neurons, rule, coeff):
+    s = Steerer(tiny_qwen, neurons, rule=rule, coeff=coeff)
     cached = s.generate(PROMPTS, max_new_tokens=8, do_sample=False, use_past_kv_cache=True)
     uncached = s.generate(PROMPTS, max_new_tokens=8, do_sample=False, use_past_kv_cache=False)
     assert cached == uncached
@@ -115,14 +192,14 @@ def test_kv_cache_does_not_change_steered_output(tiny_qwen, neurons, rule, stren
 
 @pytest.mark.parametrize("positions", ["generated", "prompt", "last-prompt"])
 def test_kv_cache_invariance_holds_for_every_position_choice(tiny_qwen, neurons, positions):
-    s = Steerer(tiny_qwen, neurons, rule="additive", strength=80.0, positions=positions)
+    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=80.0, apply_to=positions)
     assert (s.generate(PROMPTS[:1], max_new_tokens=6, do_sample=False, use_past_kv_cache=True)
             == s.generate(PROMPTS[:1], max_new_tokens=6, do_sample=False, use_past_kv_cache=False))
 
 
 def test_hook_fires_once_per_step_at_the_new_position(tiny_qwen, neurons):
     calls = []
-    s = Steerer(tiny_qwen, neurons, rule="additive", strength=5.0, on_call=lambda key, start, n: calls.append((key, start, n)))
+    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=5.0, on_call=lambda key, start, n: calls.append((key, start, n)))
     ids = tiny_qwen.tokenizer(PROMPTS[0]).input_ids
     s.generate(PROMPTS[0], max_new_tokens=5, do_sample=False)
     layer_key = calls[0][0]
@@ -133,39 +210,39 @@ def test_hook_fires_once_per_step_at_the_new_position(tiny_qwen, neurons):
 
 
 def test_batched_equals_single_prompt_runs(tiny_qwen, neurons):
-    s = Steerer(tiny_qwen, neurons, rule="additive", strength=50.0)
+    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=50.0)
     batched = s.generate(PROMPTS, max_new_tokens=8, do_sample=False)
     assert batched == [s.generate(p, max_new_tokens=8, do_sample=False) for p in PROMPTS]
 
 
-def test_strength_zero_and_empty_set_give_unsteered_output(tiny_qwen, neurons):
+def test_coeff_zero_and_empty_set_give_unsteered_output(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
-    assert Steerer(tiny_qwen, neurons, rule="paper", strength=0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
+    assert Steerer(tiny_qwen, neurons, rule="paper", coeff=0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
     assert Steerer(tiny_qwen, None).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
-    empty = type(neurons)([], [], neurons.site, neurons.normalize, neurons.k, False, neurons.proposition, neurons.provenance)
+    empty = type(neurons)([], [], neurons.site, neurons.score, neurons.k, False, neurons.proposition, neurons.provenance)
     assert Steerer(tiny_qwen, empty).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
 
 
 def test_no_state_leaks_between_calls(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
-    a = Steerer(tiny_qwen, neurons, rule="additive", strength=100.0).generate(PROMPTS, max_new_tokens=8, do_sample=False)
-    b = Steerer(tiny_qwen, neurons, rule="clamp", strength=20.0, toward=False).generate(PROMPTS, max_new_tokens=8, do_sample=False)
+    a = Steerer(tiny_qwen, neurons, rule="additive", coeff=100.0).generate(PROMPTS, max_new_tokens=8, do_sample=False)
+    b = Steerer(tiny_qwen, neurons, rule="clamp", coeff=20.0, direction="away").generate(PROMPTS, max_new_tokens=8, do_sample=False)
     assert greedy(tiny_qwen, PROMPTS) == plain
-    assert Steerer(tiny_qwen, neurons, rule="additive", strength=100.0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == a
+    assert Steerer(tiny_qwen, neurons, rule="additive", coeff=100.0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == a
     assert b != a
     assert all_hooks_removed(tiny_qwen)
 
 
 def test_hooks_are_removed_after_an_exception(tiny_qwen, neurons):
     with pytest.raises(RuntimeError, match="inside"):
-        with steering(tiny_qwen, neurons, rule="additive", strength=10.0):
+        with Steerer(tiny_qwen, neurons, rule="additive", coeff=10.0):
             assert not all_hooks_removed(tiny_qwen)
             raise RuntimeError("inside")
     assert all_hooks_removed(tiny_qwen)
 
 
 def test_seeds_make_sampling_reproducible(tiny_qwen, neurons):
-    s = Steerer(tiny_qwen, neurons, rule="additive", strength=20.0)
+    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=20.0)
     a = s.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=3)
     assert a == s.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=3)
     others = [s.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=sd) for sd in (4, 5, 6)]
@@ -175,8 +252,8 @@ def test_seeds_make_sampling_reproducible(tiny_qwen, neurons):
 def test_bad_arguments(tiny_qwen, neurons, tiny_model):
     with pytest.raises(ValueError, match="unknown rule"):
         Steerer(tiny_qwen, neurons, rule="flip")
-    with pytest.raises(ValueError, match="unknown positions"):
-        Steerer(tiny_qwen, neurons, positions="middle")
+    with pytest.raises(ValueError, match="unknown apply_to"):
+        Steerer(tiny_qwen, neurons, apply_to="middle")
     if tiny_model.identity != tiny_qwen.identity:
         from steer.artifacts import ArtifactMismatchError
 
@@ -184,12 +261,35 @@ def test_bad_arguments(tiny_qwen, neurons, tiny_model):
             Steerer(tiny_model, neurons)
 
 
-def test_steer_config_resolves_overrides_and_rule_strengths():
-    from steer.interventions import DEFAULT_STRENGTH
+def test_steer_config_resolves_overrides_and_rule_coeffs():
     from steer.steering import SteerConfig
 
     cfg = SteerConfig()
     assert cfg.resolve() == cfg and cfg.resolve(k=None, rule=None) == cfg
-    assert cfg.resolve(k=50).k == 50 and cfg.resolve(k=50).strength == cfg.strength
-    assert cfg.resolve(rule="clamp").strength == DEFAULT_STRENGTH["clamp"]  # not the additive default
-    assert cfg.resolve(rule="clamp", strength=2.0).strength == 2.0
+    assert cfg.resolve(k=50).k == 50 and cfg.resolve(k=50).coeff == cfg.coeff
+    assert cfg.resolve(rule="clamp").coeff == get_rule("clamp").default_coeff  # not the additive default
+    assert cfg.resolve(rule="clamp", coeff=2.0).coeff == 2.0
+    assert cfg.resolve(layers=[3, 4]).layers == (3, 4)
+    with pytest.raises(TypeError, match="unknown steering option"):
+        cfg.resolve(strength=3.0)
+    with pytest.raises(ValueError, match="unknown rule"):
+        SteerConfig(rule="flip")
+
+
+def test_generation_overrides_are_checked(tiny_qwen):
+    with pytest.raises(TypeError, match="unknown generation option"):
+        generate_text(tiny_qwen, "the film", max_tokens=3)
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate_text(tiny_qwen, "the film", max_new_tokens=0)
+
+
+def test_steering_methods_share_the_edit_machinery(tiny_qwen):
+    """A residual vector as a LayerEdit of every unit equals adding the vector in a plain hook."""
+    v = torch.randn(tiny_qwen.d_model) * 5
+    edit = LayerEdit(torch.arange(v.numel()), Affine(torch.ones_like(v), 2.0 * v))
+    with Steerer.from_edits(tiny_qwen, "resid", {1: edit}):
+        ours = greedy(tiny_qwen, PROMPTS)
+    with tiny_qwen.bridge.hooks(fwd_hooks=[("blocks.1.hook_resid_post", lambda act, hook: act + 2.0 * v)]):
+        plain = greedy(tiny_qwen, PROMPTS)
+    assert ours == plain and ours != greedy(tiny_qwen, PROMPTS)
+    assert all_hooks_removed(tiny_qwen)

@@ -1,10 +1,10 @@
 """Steering the bundled SmolLM2 model with the default settings moves the sentiment of continuations of
-neutral prompts, and a random-unit control with the same k, rule and strength does not move it comparably.
+neutral prompts, and a random-unit control with the same k, rule and coeff does not move it comparably.
 
 Sampling with fixed seeds is deterministic on CPU, so the margins guard against numeric drift, not noise.
 Measured by this test (12 test prompts x seeds 0-2, 20 new tokens, mean VADER compound): unsteered +0.159,
 toward positive +0.491 (+0.33), toward negative +0.023 (-0.14); the random-unit control (same k, rule and
-strength) +0.135 / +0.193, i.e. a separation of -0.03 against the steered +0.23. The thresholds ask for about
+coeff) +0.135 / +0.193, i.e. a separation of -0.03 against the steered +0.23. The thresholds ask for about
 half of each measured effect.
 """
 
@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 import steer
-from steer.metrics import vader_compound
-from steer.steering import SteerConfig, Steerer, cached_recording
-from steer.worlds import DEFAULT_PROMPT_SET, PROMPTS_DIR, Worlds
+from steer import DEFAULT_PROMPT_SET, PROMPTS_DIR, SteerConfig, Steerer, Worlds, cached_recording, score_units
+from steer.eval import vader_compound
 
 SEEDS = (0, 1, 2)
 NEW = 20
@@ -43,11 +42,11 @@ def test_default_steering_moves_sentiment_beyond_a_random_control(bundled, test_
 
     cfg = SteerConfig()
     worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
-    acts = cached_recording(bundled, worlds, cfg.site, cfg.position, cfg.layers, progress=False)
+    acts = cached_recording(bundled, worlds, cfg.site, cfg.reduce, cfg.layers, progress=False)
     ctrl = {}
     for i, label in enumerate(("positive", "negative")):
-        rand = acts.strength(worlds.proposition(label=label), normalize=cfg.normalize).random(cfg.k, seed=100 + i)
-        s = Steerer(bundled, rand, rule=cfg.rule, strength=cfg.strength)
+        rand = score_units(acts, worlds.proposition(label=label), cfg.score).random(cfg.k, seed=100 + i)
+        s = Steerer(bundled, rand, rule=cfg.rule, coeff=cfg.coeff)
         ctrl[label] = mean_compound(lambda p, seed: s.generate(p, seed=seed, max_new_tokens=NEW), test_prompts)
 
     sep, ctrl_sep = (pos - neg) / 2, (ctrl["positive"] - ctrl["negative"]) / 2

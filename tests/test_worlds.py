@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from steer.strength import TrivialPropositionError
-from steer.worlds import DEFAULT_PROMPT_SET, PromptSetError, Worlds, available_templates, load_template
+from steer.resources import DEFAULT_PROMPT_SET
+from steer.worlds import PromptSetError, Worlds, available_templates, load_template
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "validation.tsv"
 

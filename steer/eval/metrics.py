@@ -6,13 +6,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
+if TYPE_CHECKING:
+    from steer.models import Model
+
 
 @lru_cache(maxsize=1)
-def _vader():
+def _vader() -> Any:
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
     return SentimentIntensityAnalyzer()
@@ -25,46 +28,61 @@ def vader_compound(texts: Sequence[str]) -> list[float]:
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Share of distinct word n-grams among all word n-grams of the texts (0 when there are none)."""
-    grams = [tuple(ws[i:i + n]) for t in texts for ws in [t.split()] for i in range(len(ws) - n + 1)]
+    grams = [tuple(ws[i : i + n]) for t in texts for ws in [t.split()] for i in range(len(ws) - n + 1)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
 @torch.inference_mode()
-def continuation_nll(model: Any, prompts: Sequence[str], continuations: Sequence[str],
-                     batch_size: int = 16) -> list[tuple[float, int]]:
+def continuation_nll(
+    model: Model, prompts: Sequence[str], continuations: Sequence[str], batch_size: int = 16
+) -> list[tuple[float, int]]:
     """(summed negative log-likelihood, token count) of each continuation given its prompt, under the model as
     it is (call it outside any steering context to score fluency under the unsteered model)."""
-    tok = model.tokenizer
     out = []
     for b in range(0, len(prompts), batch_size):
-        ps, cs = prompts[b:b + batch_size], continuations[b:b + batch_size]
-        p_ids = [tok(p).input_ids for p in ps]
-        c_ids = [tok(c, add_special_tokens=False).input_ids for c in cs]
-        seqs = [p + c for p, c in zip(p_ids, c_ids)]
-        width = max(len(s) for s in seqs)
-        pad = tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs])
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs])
+        ps, cs = prompts[b : b + batch_size], continuations[b : b + batch_size]
+        p_ids = [model.encode(p) for p in ps]
+        c_ids = [model.encode(c, add_special_tokens=False) for c in cs]
+        ids, mask = model.pad([p + c for p, c in zip(p_ids, c_ids)])
+        width = ids.shape[1]
         logits = model.bridge(ids, attention_mask=mask, return_type="logits").float()
         logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None])[..., 0]
-        for r, (p, c) in enumerate(zip(p_ids, c_ids)):
+        for r, c in enumerate(c_ids):
             if not c:
                 out.append((0.0, 0))
                 continue
             end = width - 1
-            out.append((float(-logp[r, end - len(c):end].sum()), len(c)))
+            out.append((float(-logp[r, end - len(c) : end].sum()), len(c)))
     return out
 
 
-def perplexity(model: Any, prompts: Sequence[str], continuations: Sequence[str]) -> float:
-    """Token-weighted perplexity of the continuations given their prompts (inf when there are no tokens)."""
+def perplexity(model: Model, prompts: Sequence[str], continuations: Sequence[str]) -> float:
+    """Token-weighted perplexity of continuations under the model as it is (call it outside any steering).
+
+    Args:
+        model: the model.
+        prompts: the prompts the continuations follow.
+        continuations: the generated texts, aligned with ``prompts``.
+
+    Returns:
+        exp(mean negative log-likelihood per continuation token); inf when there are no tokens.
+    """
     pairs = continuation_nll(model, prompts, continuations)
     nll, count = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
     return math.exp(nll / count) if count else float("inf")
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (default 95%); (0, 1) when n = 0."""
+    """Wilson score interval for a binomial proportion.
+
+    Args:
+        successes: the count of successes.
+        n: the count of trials.
+        z: the normal quantile (default: 95%).
+
+    Returns:
+        (lo, hi), always containing successes / n; (0, 1) when n = 0.
+    """
     if n < 0 or not 0 <= successes <= max(n, 0):
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
     if n == 0:
@@ -77,10 +95,17 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
-def rate(successes: int, n: int) -> dict[str, float]:
+def rate(successes: int, n: int) -> dict[str, Any]:
     """A proportion with its Wilson 95% interval, as a JSON-ready dict (rate None when n = 0)."""
     lo, hi = wilson_interval(successes, n)
     return {"k": int(successes), "n": int(n), "rate": successes / n if n else None, "lo": lo, "hi": hi}
+
+
+def format_rate(r: dict[str, Any]) -> str:
+    """A rate from :func:`rate` as ``61.8% [57.5%, 66.0%]``."""
+    if not r["n"]:
+        return "n/a (no items)"
+    return f"{r['rate']:.1%} [{r['lo']:.1%}, {r['hi']:.1%}]"
 
 
 def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tensor:
