@@ -11,7 +11,7 @@ __version__ = "0.2.0"
 from steer.artifacts import ArtifactMismatchError
 from steer.cache import cache_dir, cached_model, cached_neurons, cached_recording
 from steer.explain import Explanation, candidate_propositions, explain_unit, sanity_checks
-from steer.find import FindResult, find, format_find, format_trust, trust_report
+from steer.find import FindResult, find_units, format_find, format_trust, trust_report
 from steer.interventions import (
     APPLY_TO,
     DIRECTIONS,
@@ -80,7 +80,7 @@ __all__ = [
     "candidate_propositions",
     "doxastic_strength",
     "explain_unit",
-    "find",
+    "find_units",
     "format_find",
     "format_trust",
     "generate",

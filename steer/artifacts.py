@@ -71,12 +71,36 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> Path:
     return path
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_partials(target: Path) -> None:
+    """Temporary directories of ``target`` left by a process that no longer runs (killed with SIGKILL, a crash)
+    are never read; they are removed when the next write of ``target`` starts."""
+    for p in target.parent.glob(f".{target.name}.partial-*"):
+        pid = p.name.removeprefix(f".{target.name}.partial-").split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
 @contextmanager
 def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces ``target`` only if the block completes."""
+    """Yield a fresh temporary directory that replaces ``target`` only if the block completes.
+
+    The temporary directory is a sibling named ``.<target>.partial-<pid>-<random>``: never read as a result,
+    removed on any exception (SIGTERM too, under :func:`terminate_as_exception`) and, after a SIGKILL, by the next
+    write of the same target."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
+    _remove_stale_partials(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-{os.getpid()}-", dir=target.parent))
     try:
         yield tmp
     except BaseException:
@@ -89,6 +113,54 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.replace(tmp, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+class Terminated(BaseException):
+    """The process received SIGTERM; raised so that ``finally`` blocks and temporary files are cleaned up."""
+
+
+@contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """Within the block (in the main thread), SIGTERM raises :class:`Terminated` instead of killing the process at
+    once, so that every atomic write in progress removes its temporary files."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated(f"terminated by signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+RUN_MARKER = "steer-run.json"
+
+
+@contextmanager
+def output_dir(out: str | os.PathLike[str], what: dict[str, Any]) -> Iterator[Path]:
+    """A result folder written whole or not at all: yields a temporary directory, writes ``steer-run.json`` (what
+    made it, and its files) last, and swaps it in for ``out`` when the block completes.
+
+    An existing ``out`` is replaced only when it is a previous steer result (it has ``steer-run.json``) or empty;
+    any other existing path is refused, so a mistyped ``--out`` never deletes someone's folder."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file, not a folder; choose a folder path")
+    if out.is_dir() and any(out.iterdir()) and not (out / RUN_MARKER).is_file():
+        raise FileExistsError(
+            f"--out {out} exists and is not a steer result folder (no {RUN_MARKER}); choose a new or empty folder"
+        )
+    with atomic_dir(out) as tmp:
+        yield tmp
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
+        write_json_atomic(tmp / RUN_MARKER, {**what, "files": files, "complete": True})
 
 
 def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:

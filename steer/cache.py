@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,9 +33,31 @@ if TYPE_CHECKING:
     from steer.worlds import Worlds
 
 
+_FALLBACK: dict[Path, Path] = {}
+
+
 def cache_dir() -> Path:
-    """Where steer caches models, recordings, neuron sets and scorers: ``$STEER_CACHE`` or ``~/.cache/steer``."""
-    return Path(os.environ.get("STEER_CACHE", "~/.cache/steer")).expanduser()
+    """Where steer caches models, recordings, neuron sets and scorers: ``$STEER_CACHE`` or ``~/.cache/steer``.
+
+    When that directory cannot be created or written, a per-user directory in the system's temporary directory
+    is used instead (said once on stderr), so a read-only home does not stop the work."""
+    wanted = Path(os.environ.get("STEER_CACHE", "~/.cache/steer")).expanduser()
+    if wanted in _FALLBACK:
+        return _FALLBACK[wanted]
+    try:
+        wanted.mkdir(parents=True, exist_ok=True)
+        if os.access(wanted, os.W_OK | os.X_OK):
+            return wanted
+    except OSError:
+        pass
+    fallback = Path(tempfile.gettempdir()) / f"steer-cache-{os.getuid()}"
+    fallback.mkdir(parents=True, exist_ok=True)
+    print(
+        f"steer: the cache directory {wanted} is not writable; using {fallback} (set STEER_CACHE to choose)",
+        file=sys.stderr,
+    )
+    _FALLBACK[wanted] = fallback
+    return fallback
 
 
 def file_sha256(path: Path) -> str:
@@ -116,7 +140,13 @@ def cached_recording(
     layers = resolve_layers(layers, model.n_layers)
     rec_dir = cache_dir() / "recordings" / content_key(recording_key(model, worlds, site, reduce, layers))
     if (rec_dir / "manifest.json").is_file():
-        return Activations.load(rec_dir, model=model, site=site)
+        try:
+            acts = Activations.load(rec_dir, model=model, site=site)
+            for _ in acts.iter_shards():  # every shard against its checksum
+                pass
+            return acts
+        except ArtifactMismatchError as e:
+            print(f"steer: the cached recording is unusable ({e}); recording again", file=sys.stderr)
     return record(model, worlds, site=site, layers=layers, reduce=reduce, out=rec_dir, progress=progress)
 
 

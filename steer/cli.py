@@ -9,11 +9,13 @@ decides; the help shows the config's value. This module is a front end: it may i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from steer.interventions import APPLY_TO, RULES
@@ -37,6 +39,50 @@ def _default(value: object) -> str:
     return f"(default: {value})"
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
+    return v
+
+
+def nonneg_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
+    return v
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number strictly between 0 and 1."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (exclusive)")
+    return v
+
+
+def finite_float(text: str) -> float:
+    """argparse type: a finite number."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return v
+
+
 def _common_model(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
@@ -52,9 +98,15 @@ def _common_worlds(p: argparse.ArgumentParser) -> None:
         default=None,
         help="prompt set: .jsonl/.csv/.tsv, a datasets dir or a hub dataset (default: prompts/sentiment.jsonl)",
     )
-    p.add_argument("--template", default="plain", help="template name under prompts/templates, a file, or a string")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument(
+        "--template",
+        default=None,
+        help="a template name under prompts/templates, or an inline string with {text} (default: plain)",
+    )
+    t.add_argument("--template-file", default=None, help="a template read from this file")
     p.add_argument("--text-field", default=None, help="field holding the text, copied into {text} (e.g. sentence)")
-    p.add_argument("--n", type=int, default=None, help="use n records (the first n, or a sample with --seed)")
+    p.add_argument("--n", type=positive_int, default=None, help="use n records (the first n, or a sample with --seed)")
     p.add_argument("--seed", type=int, default=None, help="sample the n records with this seed")
 
 
@@ -65,12 +117,12 @@ def _units(p: argparse.ArgumentParser, position_help: str) -> None:
         help="e.g. label=positive, label!=neutral, score>0.5, vader_pos:top25 (VADER fields are added on demand)",
     )
     p.add_argument("--site", default="mlp", choices=list(SITES))
-    p.add_argument("--layers", default="all", help="all, 23, -1, 0,5,10 or 18-23")
-    p.add_argument("--reduce", default="last", choices=list(REDUCTIONS), help=position_help)
-    p.add_argument("--k", type=int, default=5, help="units for and against")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--layers", default=None, help="all (default), 23, -1, 0,5,10 or 18-23")
+    p.add_argument("--reduce", default=None, choices=list(REDUCTIONS), help=f"{position_help} (default: last)")
+    p.add_argument("--k", type=positive_int, default=5, help="units for and against")
+    p.add_argument("--batch-size", type=positive_int, default=16)
     p.add_argument("--recording", default=None, help="reuse a saved recording directory instead of recording")
-    p.add_argument("--alpha", type=float, default=0.1, help="interval / prediction-set level")
+    p.add_argument("--alpha", type=fraction, default=0.1, help="interval / prediction-set level")
     p.add_argument("--bootstrap-seed", type=int, default=0)
     p.add_argument("--out", default=None, help="directory for the artifacts and plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -90,18 +142,18 @@ def _steer_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--layers", default=None, help="all, 23, 0,5,10 or 18-23 (default: all)")
     p.add_argument("--score", default=None, choices=list(SCORES), help=f"selection score {_default(STEER.score)}")
-    p.add_argument("--k", type=int, default=None, help=f"units for and against {_default(STEER.k)}")
+    p.add_argument("--k", type=positive_int, default=None, help=f"units for and against {_default(STEER.k)}")
     p.add_argument("--rule", default=None, choices=list(RULES), help=_default(STEER.rule))
     p.add_argument(
         "--coeff",
-        type=float,
+        type=finite_float,
         default=None,
         help=f"the rule's coefficient {_default(STEER.coeff)} for {STEER.rule}; another rule: its own default",
     )
     p.add_argument(
         "--apply-to", default=None, choices=list(APPLY_TO), help=f"token positions rewritten {_default(STEER.apply_to)}"
     )
-    p.add_argument("--max-new-tokens", type=int, default=None, help=_default(GEN.max_new_tokens))
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help=_default(GEN.max_new_tokens))
     p.add_argument("--seed", type=int, default=None, help=f"sampling seed {_default(GEN.seed)}")
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
     p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
@@ -112,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="steer",
         description="Find the units of a language model that speak for a proposition, and steer generation with them.",
     )
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="cmd", required=True)
 
     f = sub.add_parser("find", help="find the units that speak for and against a proposition")
@@ -126,23 +179,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="D on raw activations (none, the paper), per-unit z-scores (zscore), per-unit normal scores "
         "of the ranks (rank), or all three (default)",
     )
-    f.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for stability (0: none)")
+    f.add_argument("--bootstrap", type=nonneg_int, default=200, help="bootstrap resamples for stability (0: none)")
 
     t = sub.add_parser("stability", help="how stable and trustworthy are the units found for a proposition?")
     _common_model(t)
     _common_worlds(t)
     _units(t, "how a world's tokens become one vector")
     t.add_argument("--normalize", default="rank", choices=list(NORMALIZATIONS))
-    t.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
-    t.add_argument("--q", type=float, default=0.1, help="top share of worlds that binarizes a unit (IoU, F1...)")
-    t.add_argument("--delta", type=float, default=0.05, help="failure probability of the uniform bounds")
+    t.add_argument("--bootstrap", type=positive_int, default=500, help="bootstrap resamples")
+    t.add_argument("--q", type=fraction, default=0.1, help="top share of worlds that binarizes a unit (IoU, F1...)")
+    t.add_argument("--delta", type=fraction, default=0.05, help="failure probability of the uniform bounds")
 
     g = sub.add_parser("generate", help="unsteered and steered continuations of a prompt, side by side")
     g.add_argument("prompt")
     _common_model(g)
     _steer_options(g)
     g.add_argument("--toward", default="positive", help="a label of the worlds (positive, negative...) or a predicate")
-    g.add_argument("--n", type=int, default=1, help="samples per prompt (seeds seed..seed+n-1)")
+    g.add_argument("--n", type=positive_int, default=1, help="samples per prompt (seeds seed..seed+n-1)")
 
     e = sub.add_parser("eval", help="evaluation harness: the paper's flip protocol, or steering quality vs baselines")
     esub = e.add_subparsers(dest="mode", required=True)
@@ -167,9 +220,9 @@ def _flip_parser(p: argparse.ArgumentParser) -> None:
         "--sst2", default=None, help=f"hub dataset or a GLUE dir with train/validation.tsv {_default(c.sst2)}"
     )
     p.add_argument("--worlds", default=None, help="worlds file (default: SST-2 train)")
-    p.add_argument("--n-worlds", type=int, default=None, help=_default(c.worlds.n))
+    p.add_argument("--n-worlds", type=positive_int, default=None, help=_default(c.worlds.n))
     p.add_argument("--eval-set", default=None, help="labelled evaluation file (default: SST-2 validation)")
-    p.add_argument("--n-eval", type=int, default=None, help=_default(c.items.n))
+    p.add_argument("--n-eval", type=positive_int, default=None, help=_default(c.items.n))
     p.add_argument(
         "--sites", default=None, help=f"comma-separated: resid (the paper), mlp {_default(','.join(c.units.sites))}"
     )
@@ -177,7 +230,7 @@ def _flip_parser(p: argparse.ArgumentParser) -> None:
         "--layers", default=None, help="layers to select units from, e.g. -1 (the last) or 10,11 (default: -1)"
     )
     p.add_argument("--other-layers", default=None, help="the other layer choice (default: all, or the last)")
-    p.add_argument("--k", type=int, default=None, help=_default(c.units.k))
+    p.add_argument("--k", type=positive_int, default=None, help=_default(c.units.k))
     p.add_argument("--score", default=None, choices=list(SCORES), help=f"selection score {_default(c.units.score)}")
     p.add_argument(
         "--compare-scores",
@@ -186,11 +239,11 @@ def _flip_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--random-seeds",
-        type=int,
+        type=nonneg_int,
         default=None,
         help=f"how many random-unit controls {_default(len(c.units.random_seeds))}",
     )
-    p.add_argument("--batch-size", type=int, default=None, help=_default(c.batch_size))
+    p.add_argument("--batch-size", type=positive_int, default=None, help=_default(c.batch_size))
     p.add_argument("--out", required=True, help="report directory (result.json, report.md, flips.png)")
     p.add_argument("--quiet", action="store_true")
 
@@ -201,11 +254,11 @@ def _steering_eval_parser(p: argparse.ArgumentParser) -> None:
     c = SteeringEvalConfig()
     _common_model(p)
     p.add_argument("--prompts", nargs="+", default=None, help=f"prompt files {_default(' '.join(c.prompts))}")
-    p.add_argument("--n-prompts", type=int, default=None, help="use the first n prompts (default: all)")
+    p.add_argument("--n-prompts", type=positive_int, default=None, help="use the first n prompts (default: all)")
     p.add_argument(
         "--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)"
     )
-    p.add_argument("--k", type=int, default=None, help=_default(c.k))
+    p.add_argument("--k", type=positive_int, default=None, help=_default(c.k))
     p.add_argument("--score", default=None, choices=list(SCORES), help=_default(c.score))
     p.add_argument("--compare-scores", default=None, help="other selection scores to steer with, comma-separated")
     p.add_argument("--coeffs", default=None, help=f"the neuron rule's coefficients {_default(_join(c.coeffs))}")
@@ -218,7 +271,7 @@ def _steering_eval_parser(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--sst2", default=None, help=f"labelled data for the minilm-sst2 classifier {_default(c.sst2)}")
     p.add_argument("--seeds", default=None, help=_default(_join(c.seeds)))
-    p.add_argument("--max-new-tokens", type=int, default=None, help=_default(c.max_new_tokens))
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help=_default(c.max_new_tokens))
     p.add_argument("--out", required=True)
     p.add_argument("--quiet", action="store_true")
 
@@ -241,49 +294,58 @@ def _given(config: T, values: dict[str, Any]) -> T:
 
 def _load_worlds(args: argparse.Namespace) -> Worlds:
     from steer.resources import DEFAULT_PROMPT_SET
-    from steer.worlds import Worlds
+    from steer.worlds import Template, Worlds
 
+    template = Template.from_file(args.template_file) if args.template_file else (args.template or "plain")
     return Worlds.from_file(
-        args.worlds or DEFAULT_PROMPT_SET, template=args.template, text_field=args.text_field, n=args.n, seed=args.seed
+        args.worlds or DEFAULT_PROMPT_SET, template=template, text_field=args.text_field, n=args.n, seed=args.seed
     )
 
 
-def _find(args: argparse.Namespace, normalizations: tuple[Normalize, ...], bootstrap: int) -> FindResult:
-    """Record (or open ``--recording``), then find; write to ``--out`` when given."""
-    from pathlib import Path
-
-    from steer.find import find, format_find
+def _find(
+    args: argparse.Namespace, normalizations: tuple[Normalize, ...], bootstrap: int, out: Path | None
+) -> FindResult:
+    """Record (or open ``--recording``), then find; write into ``out`` (a temporary result folder) when given."""
+    from steer.find import find_units, format_find
     from steer.models import load_model
     from steer.record import Activations, record, site_width
 
     model = load_model(args.model, dtype=args.dtype)
     worlds = _load_worlds(args).with_fields_for(args.proposition)
-    layers = parse_layers(args.layers, model.n_layers)
+    worlds.proposition(args.proposition)  # a bad proposition fails before anything is recorded
     per_layer = getattr(args, "per_layer", False)
-    n_units = site_width(model, args.site) * (1 if per_layer else len(layers))
-    if args.k > n_units:  # before recording, not after
-        raise ValueError(f"k={args.k} is larger than the {n_units} units {'per layer' if per_layer else 'recorded'}")
-    print(
-        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
-        f"template {worlds.template.name!r}, site {args.site}, reduce {args.reduce}, layers {args.layers}",
-        flush=True,
-    )
     if args.recording is not None:
         acts = Activations.load(args.recording, model=model, site=args.site)
+        for flag, given, saved in (("--layers", args.layers, acts.layers), ("--reduce", args.reduce, acts.reduce)):
+            wanted = parse_layers(given, model.n_layers) if flag == "--layers" and given is not None else given
+            if given is not None and wanted != saved:
+                raise ValueError(f"{flag} {given} differs from the recording's ({saved}); drop {flag} or record again")
+        layers, reduce = acts.layers, acts.reduce
     else:
-        worlds.proposition(args.proposition)  # a bad proposition fails before the recording, not after
-        out = None if args.out is None else Path(args.out) / "activations"
+        layers, reduce = parse_layers(args.layers, model.n_layers), args.reduce or "last"
+    n_units = site_width(model, args.site) * (1 if per_layer else len(layers))
+    if 2 * args.k > n_units:  # before recording, not after
+        raise ValueError(
+            f"k={args.k} for and against needs {2 * args.k} units, more than the {n_units} units "
+            f"{'per layer' if per_layer else 'recorded'}"
+        )
+    print(
+        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
+        f"template {worlds.template.name!r}, site {args.site}, reduce {reduce}, layers {_span(layers)}",
+        flush=True,
+    )
+    if args.recording is None:
         acts = record(
             model,
             worlds,
             site=args.site,
             layers=layers,
-            reduce=args.reduce,
+            reduce=reduce,
             batch_size=args.batch_size,
-            out=out,
+            out=None if out is None else out / "activations",
             progress=not args.quiet,
         )
-    result = find(
+    result = find_units(
         acts,
         worlds,
         args.proposition,
@@ -294,33 +356,54 @@ def _find(args: argparse.Namespace, normalizations: tuple[Normalize, ...], boots
         alpha=args.alpha,
         seed=args.bootstrap_seed,
     )
-    if args.out is not None:
-        result.save(args.out)
-    print(format_find(result, None if args.out is None else Path(args.out)))
+    if out is not None:
+        result.save(out)
+    print(format_find(result))
     return result
+
+
+def _span(layers: list[int]) -> str:
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(map(str, layers))
+
+
+@contextlib.contextmanager
+def _results(args: argparse.Namespace) -> Iterator[Path | None]:
+    """The command's result folder (``--out``), written whole or not at all, or None without ``--out``."""
+    from steer.artifacts import output_dir
+
+    if args.out is None:
+        yield None
+        return
+    with output_dir(args.out, {"command": args.cmd, "argv": sys.argv[1:]}) as tmp:
+        yield tmp
+    print(f"\nwrote {args.out}/: " + ", ".join(sorted(p.name for p in Path(args.out).iterdir())))
 
 
 def cmd_find(args: argparse.Namespace) -> None:
     norms = NORMALIZATIONS if args.normalize == "all" else (args.normalize,)
-    _find(args, norms, args.bootstrap)
+    with _results(args) as out:
+        _find(args, norms, args.bootstrap, out)
 
 
 def cmd_stability(args: argparse.Namespace) -> None:
     from steer.artifacts import write_json_atomic
     from steer.find import format_trust, trust_report
 
-    result = _find(args, (args.normalize,), args.bootstrap)
-    report = trust_report(
-        result,
-        q=args.q,
-        delta=args.delta,
-        resamples=min(args.bootstrap, 200),
-        alpha=args.alpha,
-        seed=args.bootstrap_seed,
-    )
-    print(format_trust(report))
-    if args.out:
-        write_json_atomic(f"{args.out}/trust.json", report)
+    with _results(args) as out:
+        result = _find(args, (args.normalize,), args.bootstrap, out)
+        report = trust_report(
+            result,
+            q=args.q,
+            delta=args.delta,
+            resamples=min(args.bootstrap, 200),
+            alpha=args.alpha,
+            seed=args.bootstrap_seed,
+        )
+        print(format_trust(report))
+        if out is not None:
+            write_json_atomic(out / "trust.json", report)
 
 
 def _steering(args: argparse.Namespace, model: Model) -> tuple[SteerConfig, GenerationConfig]:
@@ -363,6 +446,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from steer.eval.metrics import vader_compound
     from steer.steering import generate
 
+    STEER.resolve(rule=args.rule, coeff=args.coeff, apply_to=args.apply_to)  # bad values fail before loading
     model = cached_model(args.model, args.dtype)
     cfg, gen = _steering(args, model)
     print(f"model {model.name}; prompt: {args.prompt!r}")
@@ -392,6 +476,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from steer.worlds import Worlds
 
     t0 = time.time()
+    STEER.resolve(rule=args.rule, coeff=args.coeff, apply_to=args.apply_to)  # bad values fail before loading
     model = cached_model(args.model, args.dtype)
     cfg, gen = _steering(args, model)
     worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=cfg.template)
@@ -456,7 +541,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                 "items": _given(c.items, {"source": args.eval_set, "n": args.n_eval}),
             },
         )
-        result = harness.evaluate_flips(model, cfg, out=args.out, progress=not args.quiet)
+        with _results(args) as out:
+            result = harness.evaluate_flips(model, cfg, out=out, progress=not args.quiet)
         print(f"clean accuracy {format_rate(result['clean_accuracy'])} on {result['n_items']} items\n")
         print(harness.flip_table(result))
     else:
@@ -482,7 +568,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
                 "max_new_tokens": args.max_new_tokens,
             },
         )
-        result = harness.evaluate_steering(model, scfg, out=args.out, progress=not args.quiet)
+        with _results(args) as out:
+            result = harness.evaluate_steering(model, scfg, out=out, progress=not args.quiet)
         for name in result["summary"]:
             print(f"\n== scorer {name}\n{harness.steering_table(result, name)}")
     print(f"\nreport: {args.out}/report.md")
@@ -497,12 +584,38 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
 }
 
 
+EXPECTED = (ValueError, OSError, RuntimeError, LookupError)  # what bad input and faults raise
+
+
+def describe(e: BaseException) -> str:
+    """One line naming the problem: the message, with the path for OS errors and the type for unexpected ones."""
+    if isinstance(e, OSError) and e.filename:
+        return f"{e.strerror or type(e).__name__}: {e.filename}"
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, KeyError):
+        msg = f"missing key {msg}"
+    if not isinstance(e, EXPECTED):
+        return f"{type(e).__name__}: {msg} (unexpected; rerun with --debug for the traceback)"
+    return msg
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from steer.artifacts import Terminated, terminate_as_exception
+
     try:
-        COMMANDS[args.cmd](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as e:
-        print(f"steer {args.cmd}: error: {e}", file=sys.stderr)
+        with terminate_as_exception():
+            COMMANDS[args.cmd](args)
+    except KeyboardInterrupt:
+        print(f"steer {args.cmd}: interrupted; nothing half-written was kept", file=sys.stderr)
+        return 130
+    except Terminated:
+        print(f"steer {args.cmd}: terminated; nothing half-written was kept", file=sys.stderr)
+        return 143
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"steer {args.cmd}: error: {describe(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -1,5 +1,5 @@
 """The `find` job: a recording + worlds + proposition -> strengths (by normalization) -> neuron sets, with their
-stability, then tables and plots. :func:`find` computes and writes nothing; :meth:`FindResult.save` writes."""
+stability, then tables and plots. :func:`find_units` computes and writes nothing; :meth:`FindResult.save` writes."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from steer.worlds import Proposition, Worlds
 
 @dataclass
 class FindResult:
-    """What :func:`find` found: strengths and neuron sets by normalization, with what they were found from."""
+    """What :func:`find_units` found: strengths and neuron sets by normalization, with what they were found from."""
 
     worlds: Worlds  # as used: with VADER fields when the proposition needed them
     proposition: Proposition
@@ -54,7 +54,7 @@ class FindResult:
                 "model": acts.model,
                 "worlds": self.worlds.provenance,
                 "proposition": next(iter(self.strengths.values())).proposition,
-                "recording": str(acts.path if acts.path is not None else out / "activations"),
+                "recording": _relative(acts.path if acts.path is not None else out / "activations", out),
                 "site": acts.site,
                 "reduce": acts.reduce,
                 "layers": acts.layers,
@@ -67,7 +67,15 @@ class FindResult:
         return out
 
 
-def find(
+def _relative(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when inside it (a result folder moves as a whole), else absolute."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def find_units(
     acts: Activations,
     worlds: Worlds,
     proposition: str | Proposition,

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 Direction = Literal["toward", "away"]
 DIRECTIONS: tuple[str, ...] = ("toward", "away")
 APPLY_TO: tuple[str, ...] = ("all", "prompt", "generated", "last-prompt")
+MAX_COEFF = 1000.0  # far beyond any useful push (the defaults are 1-20); larger values only destroy the text
 HookFn = Callable[..., Tensor]
 
 
@@ -212,8 +213,20 @@ class Intervention:
             raise ValueError(f"unknown direction {self.direction!r}; use 'toward' or 'away'")
         if self.apply_to not in APPLY_TO:
             raise ValueError(f"unknown apply_to {self.apply_to!r}; use one of {', '.join(APPLY_TO)}")
-        if self.coeff is not None and not math.isfinite(self.coeff):
-            raise ValueError(f"coeff must be a finite number, got {self.coeff!r}")
+        if self.coeff is not None:
+            if not isinstance(self.coeff, (int, float)) or isinstance(self.coeff, bool):
+                raise ValueError(f"coeff must be a number, got {self.coeff!r}")
+            if not math.isfinite(self.coeff):
+                raise ValueError(f"coeff must be a finite number, got {self.coeff!r}")
+            if self.coeff < 0:
+                raise ValueError(
+                    f"coeff must be >= 0, got {self.coeff:g}: to push the other way use direction='away' "
+                    "(or the other proposition), so that the result is labelled for what it does"
+                )
+            if self.coeff > MAX_COEFF:
+                raise ValueError(
+                    f"coeff {self.coeff:g} is absurd (more than {MAX_COEFF:g}): the text would be destroyed"
+                )
 
     @property
     def rule_obj(self) -> Rule:

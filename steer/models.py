@@ -99,6 +99,22 @@ class Model:
         return int(self.bridge.cfg.d_mlp)
 
     @property
+    def n_ctx(self) -> int:
+        """The model's context length in tokens."""
+        return int(self.bridge.cfg.n_ctx)
+
+    def check_lengths(self, lengths: Sequence[int], extra: int = 0, what: str = "prompt") -> None:
+        """Raise ValueError when a sequence of ``length + extra`` tokens would not fit the model's context."""
+        too_long = [i for i, n in enumerate(lengths) if n + extra > self.n_ctx]
+        if too_long:
+            i = too_long[0]
+            plus = f" + {extra} new tokens" if extra else ""
+            raise ValueError(
+                f"{len(too_long)} {what}(s) do not fit the model's context of {self.n_ctx} tokens "
+                f"(first: {what} {i}, {lengths[i]} tokens{plus}); shorten them"
+            )
+
+    @property
     def dtype(self) -> torch.dtype:
         return next(self.bridge.parameters()).dtype
 
@@ -267,9 +283,14 @@ def load_gguf(
 ) -> Model:
     """A GGUF file, de-quantized to fp32 once and cached as safetensors (keyed by the file's sha256)."""
     path = Path(path).resolve()
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path} does not exist")
     sha = file_sha256(path)
     target = cache_dir() / "models" / f"gguf-{sha[:20]}"
-    if not (target / "steer_source.json").is_file():
+    problem = _cached_weights_problem(target)
+    if problem is not None:
+        if target.exists():
+            _say(f"the cached de-quantized weights of {path.name} {problem}; rebuilding {target}")
         _say(f"de-quantizing {path.name} once (cached under {target})")
         _dequantize_gguf(path, sha, target)
     return _boot(
@@ -290,8 +311,27 @@ def _dequantize_gguf(path: Path, sha: str, target: Path) -> None:
             m.hf_quantizer.remove_quantization_config(m)  # else save_pretrained refuses (see the notes)
         m.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "steer_source.json").write_text(json.dumps({"gguf": str(path), "sha256": sha}, indent=1))
         del m
+        files = {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(tmp.iterdir())}
+        (tmp / "steer_source.json").write_text(json.dumps({"gguf": str(path), "sha256": sha, "files": files}, indent=1))
+
+
+def _cached_weights_problem(target: Path) -> str | None:
+    """None when a de-quantized cache entry is complete and unchanged since it was written (every file's size and
+    sha256, the hashes remembered per path, size and mtime), else what is wrong with it."""
+    try:
+        files = json.loads((target / "steer_source.json").read_text())["files"]
+    except FileNotFoundError:
+        return "are missing"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "have no valid record of their files"
+    for name, meta in files.items():
+        f = target / name
+        if not f.is_file():
+            return f"lack {name}"
+        if f.stat().st_size != meta["bytes"] or file_sha256(f) != meta["sha256"]:
+            return f"have a changed or truncated {name}"
+    return None
 
 
 def _dir_fingerprint(path: Path) -> str:

@@ -11,6 +11,7 @@ Units are addressed as (layer, index) pairs.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -22,7 +23,15 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from steer.artifacts import FORMAT_VERSION, IDENTITY_KEYS, check_model, check_site, read_json, write_json_atomic
+from steer.artifacts import (
+    FORMAT_VERSION,
+    IDENTITY_KEYS,
+    ArtifactMismatchError,
+    check_model,
+    check_site,
+    read_json,
+    write_json_atomic,
+)
 from steer.strength import Normalize, UnitStats, strength_from_shards
 
 if TYPE_CHECKING:
@@ -130,10 +139,23 @@ class UnitScores:
             A :class:`NeuronSet`.
         """
         n_units = self.values.shape[1] if per_layer else self.values.numel()
-        if not isinstance(k, int) or k < 1:
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        where = "per layer" if per_layer else "recorded"
         if k > n_units:
-            raise ValueError(f"k={k} is larger than the {n_units} units {'per layer' if per_layer else 'recorded'}")
+            raise ValueError(f"k={k} is larger than the {n_units} units {where}")
+        if 2 * k > n_units:
+            raise ValueError(
+                f"k={k} for and k={k} against are more than the {n_units} units {where}: some units would be both "
+                f"for and against; use k <= {n_units // 2}"
+            )
+        spread = self.values.max() - self.values.min()
+        if not bool(spread > 1e-9):  # D of identical value sets differs only by rounding (~1e-16)
+            raise ValueError(
+                f"every unit has the same {self.score} ({float(self.values.max()):g}) for "
+                f"{self.proposition['name']!r}: a top-k would be arbitrary. Are the worlds in A and outside it the "
+                "same prompts (identical texts with contradictory labels)?"
+            )
         pairs_for: list[tuple[int, int]] = []
         pairs_against: list[tuple[int, int]] = []
         width = self.values.shape[1]
@@ -215,11 +237,40 @@ class NeuronSet:
     def model_identity(self) -> dict[str, Any]:
         return {k: self.provenance["model"].get(k) for k in IDENTITY_KEYS}
 
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.units_for or not self.units_against:
+            problems.append("a side is empty (it needs units for and against)")
+        for side, units in (("for", self.units_for), ("against", self.units_against)):
+            for u in units:
+                if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (u.layer, u.index)):
+                    problems.append(f"unit {side} ({u.layer!r}, {u.index!r}) is not a (layer, index) of integers >= 0")
+                    break
+                stats = (u.score, u.mean, u.std, u.mean_a, u.mean_c)
+                if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in stats):
+                    problems.append(f"unit {side} ({u.layer}, {u.index}) has a non-finite statistic {stats}")
+                    break
+        if problems:
+            raise ArtifactMismatchError(f"invalid neuron set: {'; '.join(problems)}")
+
     def check_compatible(self, model: Model | Mapping[str, Any], site: str | None = None) -> None:
-        """Raise ArtifactMismatchError unless made with this model (a Model or its identity dict) and site."""
+        """Raise ArtifactMismatchError unless made with this model (a Model or its identity dict) and site, and
+        every unit exists in the model."""
         check_site(self.site, site, "neuron set")
         identity = model if isinstance(model, Mapping) else model.identity
         check_model(self.model_identity, identity, "neuron set")
+        n_layers = identity.get("n_layers")
+        width = identity.get("d_mlp" if self.site == "mlp" else "d_model")
+        outside = [
+            (u.layer, u.index)
+            for u in self.units_for + self.units_against
+            if (n_layers is not None and u.layer >= n_layers) or (width is not None and u.index >= width)
+        ]
+        if outside:
+            raise ArtifactMismatchError(
+                f"neuron set has {len(outside)} unit(s) outside the model ({n_layers} layers x {width} units at "
+                f"site {self.site}), e.g. {outside[0]}"
+            )
 
     def head(self, n: int) -> NeuronSet:
         """The first n units of each side (the strongest), as a neuron set of k = n."""
@@ -272,21 +323,25 @@ class NeuronSet:
     def load(cls, path: str | os.PathLike[str], model: Model | None = None, site: str | None = None) -> NeuronSet:
         """Read a saved neuron set; with ``model``/``site`` given, refuse one made with another model or site."""
         d = read_json(path, "neuron_set")
-        ns = cls(
-            [Unit(**u) for u in d["units_for"]],
-            [Unit(**u) for u in d["units_against"]],
-            d["site"],
-            d["score"],
-            d["k"],
-            d["per_layer"],
-            d["proposition"],
-            d["provenance"],
-            d.get("extra", {}),
-        )
+        try:
+            ns = cls(
+                [Unit(**u) for u in d["units_for"]],
+                [Unit(**u) for u in d["units_against"]],
+                d["site"],
+                d["score"],
+                d["k"],
+                d["per_layer"],
+                d["proposition"],
+                d["provenance"],
+                d.get("extra", {}),
+            )
+            ns.model_identity  # noqa: B018 - the provenance must name the model
+        except (KeyError, TypeError, AttributeError) as e:
+            raise ArtifactMismatchError(f"{path} is not a complete neuron set ({type(e).__name__}: {e})") from None
         if site is not None:
             check_site(ns.site, site, f"neuron set {path}")
         if model is not None:
-            check_model(ns.model_identity, model.identity, f"neuron set {path}")
+            ns.check_compatible(model)
         return ns
 
 

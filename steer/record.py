@@ -21,7 +21,9 @@ when the whole recording is done.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +32,21 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from jaxtyping import Float
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import load
+from safetensors.torch import save as safetensors_save
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from steer.artifacts import FORMAT_VERSION, atomic_dir, check_model, check_site, read_json, write_json_atomic
+from steer.artifacts import (
+    FORMAT_VERSION,
+    ArtifactMismatchError,
+    atomic_dir,
+    check_model,
+    check_site,
+    read_json,
+    write_json_atomic,
+)
 from steer.strength import Normalize
 
 if TYPE_CHECKING:
@@ -74,21 +86,27 @@ def resolve_layers(layers: int | Sequence[int] | None, n_layers: int) -> list[in
     return sorted(out)
 
 
+_LAYER = re.compile(r"^-?\d+$")
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
 def parse_layers(text: str | None, n_layers: int) -> list[int]:
-    """CLI syntax: ``all`` / None, ``23``, ``-1``, ``0,5,10``, ``18-23`` (inclusive ranges), combinations."""
-    if text is None or text == "all":
+    """CLI syntax: ``all`` / None, ``23``, ``-1`` (from the end), ``0,5,10``, ``18-23`` (an inclusive range of
+    non-negative indices), and combinations. Anything else (``-2-3``, ``5-3``, an empty part) is an error."""
+    if text is None or text.strip() == "all":
         return list(range(n_layers))
     layers: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                a, b = part[0] + part[1:].split("-", 1)[0], part[1:].split("-", 1)[1]
-                layers += list(range(int(a), int(b) + 1))
-            else:
-                layers.append(int(part))
-        except ValueError:
-            raise ValueError(f"cannot parse layers {text!r}; use e.g. 23, -1, 0,5,10 or 18-23") from None
+    usage = "use e.g. all, 23, -1, 0,5,10 or 18-23"
+    for part in (p.strip() for p in text.split(",")):
+        if _LAYER.match(part):
+            layers.append(int(part))
+        elif m := _RANGE.match(part):
+            a, b = int(m[1]), int(m[2])
+            if a > b:
+                raise ValueError(f"layer range {part!r} is empty (start after end); {usage}")
+            layers += list(range(a, b + 1))
+        else:
+            raise ValueError(f"cannot parse layers {text!r} (the part {part!r}); {usage}")
     return resolve_layers(layers, n_layers)
 
 
@@ -108,6 +126,7 @@ class Activations:
     _shards: list[Tensor] | None = None
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    shard_files: list[dict[str, Any]] | None = None  # on disk: per shard its size in bytes and sha256
 
     @property
     def n_worlds(self) -> int:
@@ -123,9 +142,9 @@ class Activations:
         if self._shards is not None:
             yield from self._shards
         else:
-            assert self.path is not None, "a recording is either in memory or on disk"
-            for i in range(len(self.shard_rows)):
-                yield load_file(str(self.path / f"shard-{i:05d}.safetensors"))["X"]
+            assert self.path is not None and self.shard_files is not None, "a recording is in memory or on disk"
+            for i, meta in enumerate(self.shard_files):
+                yield _read_shard(self.path, i, meta)
 
     @property
     def X(self) -> Float[Tensor, "worlds layers units"]:
@@ -167,15 +186,23 @@ class Activations:
             "model": self.model,
             "worlds": self.worlds,
             "shard_rows": self.shard_rows,
+            "width": self.width,
+            "shards": self.shard_files,
             "extra": self.extra,
         }
 
-    def save(self, path: str | os.PathLike) -> Path:
+    @property
+    def width(self) -> int:
+        """Units per layer."""
+        if self._shards is not None:
+            return int(self._shards[0].shape[2])
+        return int(self.extra["width"]) if "width" in self.extra else int(next(self.iter_shards()).shape[2])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write shards + ``manifest.json`` to a directory (atomically: a temp dir renamed into place)."""
         with atomic_dir(path) as tmp:
-            for i, shard in enumerate(self.iter_shards()):
-                save_file({"X": shard.contiguous()}, str(tmp / f"shard-{i:05d}.safetensors"))
-            write_json_atomic(tmp / "manifest.json", self.manifest())
+            files = [_write_shard(tmp, i, shard) for i, shard in enumerate(self.iter_shards())]
+            write_json_atomic(tmp / "manifest.json", {**self.manifest(), "shards": files})
         return Path(path)
 
     @classmethod
@@ -183,23 +210,82 @@ class Activations:
         """Open a saved recording (shards stay on disk); with ``model``/``site`` given, refuse a mismatch."""
         path = Path(path)
         man = read_json(path / "manifest.json", "activations")
-        check_site(man["site"], site, f"recording {path}")
+        try:
+            site_saved, rows, layers, width, files = (
+                man[k] for k in ("site", "shard_rows", "layers", "width", "shards")
+            )
+            acts = cls(
+                site_saved,
+                man["reduce"],
+                layers,
+                man["model"],
+                man["worlds"],
+                rows,
+                None,
+                path,
+                {**man.get("extra", {}), "width": width},
+                files,
+            )
+        except KeyError as e:
+            raise ArtifactMismatchError(f"recording {path}: its manifest lacks {e}; record it again") from None
+        check_site(site_saved, site, f"recording {path}")
         if model is not None:
             check_model({k: man["model"].get(k) for k in model.identity}, model.identity, f"recording {path}")
-        for i in range(len(man["shard_rows"])):
-            if not (path / f"shard-{i:05d}.safetensors").is_file():
-                raise FileNotFoundError(f"recording {path} is missing shard {i}")
-        return cls(
-            man["site"],
-            man["reduce"],
-            man["layers"],
-            man["model"],
-            man["worlds"],
-            man["shard_rows"],
-            None,
-            path,
-            man.get("extra", {}),
+        if len(files) != len(rows):
+            raise ArtifactMismatchError(f"recording {path}: {len(files)} shard entries for {len(rows)} shards")
+        for i, (meta, n) in enumerate(zip(files, rows)):
+            _check_shard_file(path, i, meta, (n, len(layers), width))
+        return acts
+
+
+# ------------------------------------------------------------------------------------------------- shards
+
+
+def _shard_path(path: Path, i: int) -> Path:
+    return path / f"shard-{i:05d}.safetensors"
+
+
+def _write_shard(path: Path, i: int, X: Tensor) -> dict[str, Any]:
+    """Write shard i and return what the manifest records of it: its size and sha256."""
+    data = _shard_bytes(X.contiguous())
+    _shard_path(path, i).write_bytes(data)
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _shard_bytes(X: Tensor) -> bytes:
+    return bytes(safetensors_save({"X": X}))
+
+
+def _check_shard_file(path: Path, i: int, meta: dict[str, Any], shape: tuple[int, int, int]) -> None:
+    """A shard that is missing, of another size than written, or of another shape than the manifest says is an
+    error naming the recording (checked when the recording is opened; the sha256 when a shard is read)."""
+    f = _shard_path(path, i)
+    if not f.is_file():
+        raise ArtifactMismatchError(f"recording {path} is missing shard {i} ({f.name}); record it again")
+    if f.stat().st_size != meta.get("bytes"):
+        raise ArtifactMismatchError(
+            f"recording {path}: shard {i} has {f.stat().st_size} bytes, {meta.get('bytes')} were written "
+            "(truncated or replaced); delete the recording and record it again"
         )
+    try:
+        with safe_open(str(f), framework="pt") as sf:
+            got = tuple(sf.get_slice("X").get_shape())
+    except Exception as e:  # safetensors raises its own error types
+        raise ArtifactMismatchError(f"recording {path}: shard {i} is unreadable ({e}); record it again") from None
+    if got != shape:
+        raise ArtifactMismatchError(
+            f"recording {path}: shard {i} holds X of shape {got}, the manifest says {shape}; record it again"
+        )
+
+
+def _read_shard(path: Path, i: int, meta: dict[str, Any]) -> Tensor:
+    data = _shard_path(path, i).read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+        raise ArtifactMismatchError(
+            f"recording {path}: shard {i} does not match the checksum written with it (corrupted); delete the "
+            "recording and record it again"
+        )
+    return load(data)["X"]
 
 
 # --------------------------------------------------------------------------------------------------- record
@@ -241,9 +327,12 @@ def record(
     prompts = list(worlds.prompts)
     n = len(prompts)
     lengths = np.array([len(ids) for ids in model.tokenizer(prompts)["input_ids"]])
+    model.check_lengths(lengths.tolist(), what="world")
+
+    width = site_width(model, site)
 
     def run(tmp_dir: Path | None) -> Activations:
-        shards, rows = [], []
+        shards, rows, files = [], [], []
         bar = tqdm(total=n, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
         for s, start in enumerate(range(0, n, shard_size)):
             idx = np.arange(start, min(start + shard_size, n))
@@ -254,7 +343,7 @@ def record(
             if tmp_dir is None:
                 shards.append(X)
             else:
-                save_file({"X": X}, str(tmp_dir / f"shard-{s:05d}.safetensors"))
+                files.append(_write_shard(tmp_dir, s, X))
             rows.append(len(idx))
         bar.close()
         acts = Activations(
@@ -266,7 +355,8 @@ def record(
             rows,
             shards if tmp_dir is None else None,
             tmp_dir,
-            {"batch_size": batch_size, "padding": "left", "model_dtype": str(model.dtype)},
+            {"batch_size": batch_size, "padding": "left", "model_dtype": str(model.dtype), "width": width},
+            None if tmp_dir is None else files,
         )
         if tmp_dir is not None:
             write_json_atomic(tmp_dir / "manifest.json", acts.manifest())

@@ -214,10 +214,15 @@ def generate_text(
     """
     cfg = _with(config or GenerationConfig(), overrides, "generation")
     single = isinstance(prompts, str)
-    texts = format_prompts(model, [prompts] if isinstance(prompts, str) else list(prompts), cfg.chat)
+    given = [prompts] if isinstance(prompts, str) else list(prompts)
+    empty = [i for i, p in enumerate(given) if not isinstance(p, str) or not p.strip()]
+    if empty:
+        raise ValueError(f"prompt {empty[0]} is empty or not a string ({given[empty[0]]!r}); give text to continue")
+    texts = format_prompts(model, given, cfg.chat)
     if not texts:
         return []
     ids, mask = model.tokenize(texts, add_special_tokens=not cfg.chat)
+    model.check_lengths(mask.sum(1).tolist(), extra=cfg.max_new_tokens)
     if cfg.seed is not None:
         torch.manual_seed(cfg.seed)
     out = model.bridge.generate(

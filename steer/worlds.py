@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+import math
 import os
 import re
 import string
@@ -38,13 +40,50 @@ def sha256_text(text: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ templates
 
+TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+
 
 @dataclass(frozen=True)
 class Template:
-    """A named prompt template: a Python format string over record fields, e.g. ``"Review: {text}"``."""
+    """A named prompt template: a Python format string over record fields, e.g. ``"Review: {text}"``.
+
+    Only plain replacement fields are allowed (``{text}``, ``{label}``): no attribute or index access, no format
+    spec, no conversion (``{text.__class__}``, ``{text:>100000000}`` and ``{text!r}`` are refused), and at least
+    one field, so that different records make different prompts."""
 
     name: str
     text: str
+
+    def __post_init__(self) -> None:
+        try:
+            parts = list(string.Formatter().parse(self.text))
+        except ValueError as e:
+            raise PromptSetError(f"template {self.name!r} is malformed: {e}") from None
+        fields = [f for _, f, _, _ in parts if f is not None]
+        for _, f, spec, conv in parts:
+            if f is None:
+                continue
+            if not f.isidentifier():
+                raise PromptSetError(f"template {self.name!r}: {{{f}}} is not a plain field name (use e.g. {{text}})")
+            if spec or conv:
+                raise PromptSetError(
+                    f"template {self.name!r}: {{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} has a "
+                    "conversion or format spec; only plain fields like {text} are allowed"
+                )
+        if not fields:
+            raise PromptSetError(
+                f"template {self.name!r} has no field such as {{text}}: every world would get the same prompt"
+            )
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Template:
+        """A template read from an explicit file (one trailing newline is dropped)."""
+        path = Path(path)
+        try:
+            text = _decode(path.read_bytes(), path)
+        except OSError as e:
+            raise PromptSetError(f"cannot read template file {path}: {e.strerror or e}") from None
+        return cls(path.stem, text[:-1] if text.endswith("\n") else text)
 
     @property
     def fields(self) -> list[str]:
@@ -63,32 +102,36 @@ def available_templates() -> list[str]:
 
 
 def load_template(spec: str | Template) -> Template:
-    """A template by name (``prompts/templates/NAME.txt``), by file path, or as a literal containing ``{``."""
+    """A template by name (``prompts/templates/NAME.txt``) or as a literal string containing ``{``.
+
+    Names resolve only inside the templates directory; a template file elsewhere is read with
+    :meth:`Template.from_file` (the CLI's ``--template-file``), never by a name that looks like a path."""
     if isinstance(spec, Template):
         return spec
-    path = TEMPLATES_DIR / f"{spec}.txt"
-    if path.is_file():
-        return Template(spec, _read_template(path))
-    if os.path.isfile(spec):
-        return Template(Path(spec).stem, _read_template(Path(spec)))
     if "{" in spec:
-        try:
-            list(string.Formatter().parse(spec))
-        except ValueError as e:
-            raise PromptSetError(f"template string is malformed: {e}") from None
         return Template("inline", spec)
-    raise PromptSetError(f"unknown template {spec!r}; available: {', '.join(available_templates())} (or a file path)")
+    if TEMPLATE_NAME.match(spec):
+        path = TEMPLATES_DIR / f"{spec}.txt"
+        if path.is_file() and path.resolve().parent == TEMPLATES_DIR.resolve():
+            return Template.from_file(path)
+    hint = (
+        " (a template file is given with --template-file / Template.from_file)" if ("/" in spec or "." in spec) else ""
+    )
+    raise PromptSetError(
+        f"unknown template {spec!r}; available: {', '.join(available_templates())}, or an inline "
+        f"string with a field such as {{text}}{hint}"
+    )
 
 
-def _read_template(path: Path) -> str:
-    text = path.read_text()
-    # A file ends with one newline by convention; the prompt itself does not.
-    text = text[:-1] if text.endswith("\n") else text
+def _decode(data: bytes, path: Path) -> str:
+    """UTF-8 text of a file (a BOM is dropped); a decoding error names the file and line."""
     try:
-        list(string.Formatter().parse(text))
-    except ValueError as e:
-        raise PromptSetError(f"template {path} is malformed: {e}") from None
-    return text
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise PromptSetError(
+            f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); save the file as UTF-8"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------- propositions
@@ -150,7 +193,20 @@ class Worlds:
                     f"template {self.template.name!r} uses field(s) {missing} missing from record {i} of "
                     f"{self.source} (its fields: {', '.join(rec)})"
                 )
+            for f in self.template.fields:
+                _check_prompt_field(rec[f], f, i, self.source)
         self.prompts = [self.template.render(r) for r in self.records]
+        too_long = [i for i, p in enumerate(self.prompts) if len(p) > MAX_PROMPT_CHARS]
+        if too_long:
+            raise PromptSetError(
+                f"{len(too_long)} prompt(s) of {self.source} are longer than {MAX_PROMPT_CHARS:,} characters "
+                f"(first: world {too_long[0]}, {len(self.prompts[too_long[0]]):,} characters); shorten them"
+            )
+        if len(self.prompts) > 1 and len(set(self.prompts)) == 1:
+            raise PromptSetError(
+                f"every one of the {len(self.prompts)} worlds of {self.source} gets the same prompt with template "
+                f"{self.template.name!r}: there is nothing to tell them apart"
+            )
 
     # -- construction
 
@@ -200,13 +256,35 @@ class Worlds:
         return len(self.records)
 
     def column(self, name: str) -> list[Any]:
+        """The values of a field in every world (None where a record lacks it)."""
         if name not in self.records[0]:
             raise PromptSetError(f"unknown field {name!r}; fields: {', '.join(self.records[0])}")
         return [r.get(name) for r in self.records]
 
+    def defined_column(self, name: str) -> list[Any]:
+        """The values of a field, refusing worlds where it is missing (null, NaN, absent) and fields that mix
+        kinds of values (numbers and strings), either of which would put worlds silently in or out of a
+        proposition."""
+        col = self.column(name)
+        missing = [i for i, v in enumerate(col) if _is_missing(v)]
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise PromptSetError(
+                f"field {name!r} is missing (null, NaN or absent) in {len(missing)} of {len(col)} worlds of "
+                f"{self.source} (worlds {shown}); a proposition over it would be silently wrong: drop or fill them"
+            )
+        kinds = sorted({_kind(v) for v in col})
+        if len(kinds) > 1:
+            raise PromptSetError(
+                f"field {name!r} of {self.source} mixes {' and '.join(kinds)} values "
+                f"(e.g. {next(v for v in col if _kind(v) == kinds[0])!r} and "
+                f"{next(v for v in col if _kind(v) == kinds[1])!r}); make them one kind"
+            )
+        return col
+
     def values(self, name: str) -> list[str]:
         """The distinct values of a field, as strings, sorted."""
-        return sorted({str(v) for v in self.column(name)})
+        return sorted({str(v) for v in self.defined_column(name)})
 
     @property
     def prompt_set_hash(self) -> str:
@@ -265,7 +343,7 @@ class Worlds:
                 "or FIELD:topN / FIELD:bottomN"
             )
         fld, op, value = m["field"], m["op"], m["value"]
-        col = self.column(fld)
+        col = self.defined_column(fld)
         if op in ("=", "!="):
             present = self.values(fld)
             if value not in present:
@@ -284,7 +362,7 @@ class Worlds:
 
     def top(self, field: str, n: int, largest: bool = True) -> Proposition:
         """The n worlds with the highest (or lowest) value of a numeric field (the paper ranks by VADER pos)."""
-        nums = self._numeric(field, self.column(field))
+        nums = self._numeric(field, self.defined_column(field))
         if not 0 < n < len(self):
             raise TrivialPropositionError(f"top-n proposition needs 0 < n < {len(self)} worlds, got n={n}")
         order = np.argsort(-nums if largest else nums, kind="stable")
@@ -303,10 +381,50 @@ class Worlds:
 
     @staticmethod
     def _numeric(name: str, col: list[Any]) -> np.ndarray:
-        try:
-            return np.array([float(v) for v in col])
-        except (TypeError, ValueError):
-            raise PromptSetError(f"field {name!r} is not numeric") from None
+        out = []
+        for i, v in enumerate(col):
+            try:
+                if isinstance(v, bool):
+                    raise ValueError
+                out.append(float(v))
+            except (TypeError, ValueError):
+                raise PromptSetError(f"field {name!r} is not numeric (world {i}: {v!r})") from None
+        nums = np.array(out)
+        bad = np.flatnonzero(~np.isfinite(nums))
+        if bad.size:
+            raise PromptSetError(f"field {name!r} is NaN or infinite in worlds {bad[:10].tolist()}; drop or fill them")
+        return nums
+
+
+MAX_PROMPT_CHARS = 100_000  # a sanity cap before tokenizing; the model's context is checked when recording
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _kind(v: Any) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float, np.number)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    return type(v).__name__
+
+
+def _check_prompt_field(v: Any, field: str, i: int, source: str) -> None:
+    """A value a template puts into a prompt: text must be non-empty text; nothing may be missing."""
+    where = f"record {i} of {source}"
+    if _is_missing(v):
+        raise PromptSetError(f"field {field!r} of {where} is null or NaN; a prompt cannot be built from it")
+    if field == "text":
+        if not isinstance(v, str):
+            raise PromptSetError(f"the text of {where} is a {_kind(v)} ({v!r}), not a string")
+        if not v.strip():
+            raise PromptSetError(f"the text of {where} is empty")
+    elif not isinstance(v, (str, int, float, np.number)):
+        raise PromptSetError(f"field {field!r} of {where} is a {_kind(v)}; a template can only insert text or numbers")
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -330,27 +448,40 @@ def read_records(spec: str | os.PathLike) -> tuple[list[dict[str, Any]], str]:
     return _read_hub_dataset(text)
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise PromptSetError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     records = []
-    with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PromptSetError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise PromptSetError(f"{path}:{i}: each line must be a JSON object, got {type(rec).__name__}")
-            records.append(rec)
+    for i, line in enumerate(_decode(_read_bytes(path), path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise PromptSetError(f"{path}:{i}: not valid JSON ({e.msg})") from None
+        except RecursionError:
+            raise PromptSetError(f"{path}:{i}: JSON nested too deeply") from None
+        if not isinstance(rec, dict):
+            raise PromptSetError(f"{path}:{i}: each line must be a JSON object, got {type(rec).__name__}")
+        records.append(rec)
     if not records:
         raise PromptSetError(f"{path}: no records")
     return records
 
 
 def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL)
+    text = _decode(_read_bytes(path), path)
+    stream = io.StringIO(text, newline="")
+    if delimiter == "\t":  # GLUE-style TSV: quotes are text
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
+    try:
         try:
             header = next(reader)
         except StopIteration:
@@ -359,12 +490,14 @@ def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
         if len(set(header)) != len(header) or not all(header):
             raise PromptSetError(f"{path}: the header row needs distinct, non-empty field names, got {header}")
         records = []
-        for i, row in enumerate(reader, 2):
+        for row in reader:
             if not row:
                 continue
             if len(row) != len(header):
-                raise PromptSetError(f"{path}:{i}: {len(row)} columns, the header has {len(header)}")
+                raise PromptSetError(f"{path}:{reader.line_num}: {len(row)} columns, the header has {len(header)}")
             records.append(dict(zip(header, row)))
+    except csv.Error as e:
+        raise PromptSetError(f"{path}:{reader.line_num}: {e} (a field too large or a stray quote?)") from None
     if not records:
         raise PromptSetError(f"{path}: no records")
     return records

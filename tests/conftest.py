@@ -15,6 +15,13 @@ CORPUS = [
     "a quiet morning in the old town by the sea",
     "great music and a warm crowd in the evening",
 ]
+LABELS = ["negative", "positive", "negative", "negative", "positive"]  # one label per text, always the same
+
+
+def labelled_corpus(repeats: int = 2) -> list[dict[str, str]]:
+    """The corpus as labelled records, each text with its own label every time it appears (a text with both
+    labels would make every unit's D zero: the degenerate case steer refuses)."""
+    return [{"text": t, "label": lab} for _ in range(repeats) for t, lab in zip(CORPUS, LABELS)]
 
 
 def _tiny_tokenizer(path: Path):

@@ -44,7 +44,7 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["--proposition", "label=postive"], "unknown value 'postive'"),
-    (["--proposition", "label=positive", "--k", "99999999"], "larger than the"),
+    (["--proposition", "label=positive", "--k", "99999999"], "more than the 46080 units"),
     (["--proposition", "label=positive", "--layers", "40"], "unknown layer 40"),
     (["--proposition", "label=positive", "--template", "{text} {stars}"], "missing from record 0"),
     (["--proposition", "label=positive", "--worlds", "nope.jsonl"], "does not exist"),

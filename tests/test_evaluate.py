@@ -113,12 +113,13 @@ def _sst2_like(tmp_path, n_train=40, n_val=24):
 
 
 def _tiny_flip_config(d, **kw):
+    from steer import Template
     from steer.eval import FlipConfig, FlipItems, FlipWorlds, UnitChoice
 
+    tmpl = Template.from_file(d / "tmpl.txt")
     return FlipConfig(sst2=str(d),
-                      worlds=FlipWorlds(n=40, template=str(d / "tmpl.txt"), positive="vader_pos:top6",
-                                        negative="vader_neg:top6"),
-                      items=FlipItems(n=None, template=str(d / "tmpl.txt"), answers=("a", "b")),
+                      worlds=FlipWorlds(n=40, template=tmpl, positive="vader_pos:top6", negative="vader_neg:top6"),
+                      items=FlipItems(n=None, template=tmpl, answers=("a", "b")),
                       units=UnitChoice(k=2, random_seeds=(0, 1), sites=("resid", "mlp")), **kw)
 
 
@@ -208,10 +209,9 @@ def test_steering_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path, classi
     prompts = tmp_path / "p.jsonl"
     prompts.write_text("\n".join(json.dumps({"text": t}) for t in ["the film", "a quiet morning", "cold soup"]))
     worlds = tmp_path / "w.jsonl"
-    from tests.conftest import CORPUS
+    from tests.conftest import labelled_corpus
 
-    worlds.write_text("\n".join(json.dumps({"text": t, "label": ["positive", "negative"][i % 2]})
-                                for i, t in enumerate(CORPUS * 4)))
+    worlds.write_text("\n".join(json.dumps(r) for r in labelled_corpus(4)))
     cfg = SteeringEvalConfig(prompts=(str(prompts),), worlds=str(worlds), k=5, coeffs=(1.0, 4.0),
                              caa_coeffs=(2.0,), caa_layer=1, selfcond_k=(3,), seeds=(0,), max_new_tokens=6)
     scorers = [VaderScorer(), classifier]
@@ -247,12 +247,11 @@ def test_eval_cli_on_a_tiny_model(tmp_path, capsys, cache_env):
     """``steer eval steer`` writes its report; ``steer eval flip`` names the problem when the answer letters are
     not single tokens of the model's tokenizer (the tiny BPE splits " a"), and writes no report."""
     from steer.cli import main
-    from tests.conftest import CORPUS, build_tiny_model
+    from tests.conftest import build_tiny_model, labelled_corpus
 
     model_dir = build_tiny_model(tmp_path / "tiny", "qwen2")
     worlds = tmp_path / "w.jsonl"
-    worlds.write_text("\n".join(json.dumps({"text": t, "label": ["positive", "negative"][i % 2]})
-                                for i, t in enumerate(CORPUS * 4)))
+    worlds.write_text("\n".join(json.dumps(r) for r in labelled_corpus(4)))
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"text": "the film"}) + "\n" + json.dumps({"text": "cold soup"}) + "\n")
     out = tmp_path / "steer-report"

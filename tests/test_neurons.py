@@ -12,9 +12,9 @@ from steer.worlds import Worlds
 
 @pytest.fixture(scope="module")
 def acts(tiny_qwen):
-    from tests.conftest import CORPUS
+    from tests.conftest import labelled_corpus
 
-    recs = [{"text": t, "label": "positive" if i % 2 else "negative"} for i, t in enumerate(CORPUS * 2)]
+    recs = labelled_corpus(2)
     return record(tiny_qwen, Worlds.from_records(recs), site="mlp", progress=False), Worlds.from_records(recs)
 
 

@@ -21,14 +21,14 @@ from steer.neurons import NeuronSet, Unit
 from steer.record import record
 from steer.steering import Steerer, generate_text
 from steer.worlds import Worlds
-from tests.conftest import CORPUS
+from tests.conftest import labelled_corpus
 
 PROMPTS = ["the film was", "a quiet morning in the old town by", "great"]
 
 
 @pytest.fixture(scope="module")
 def neurons(tiny_qwen):
-    recs = [{"text": t, "label": "positive" if i % 2 else "negative"} for i, t in enumerate(CORPUS * 2)]
+    recs = labelled_corpus(2)
     w = Worlds.from_records(recs)
     acts = record(tiny_qwen, w, site="mlp", reduce="mean", progress=False)
     return acts.strength(w.proposition(label="positive"), normalize="zscore").top(k=6)
@@ -219,8 +219,10 @@ def test_coeff_zero_and_empty_set_give_unsteered_output(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
     assert Steerer(tiny_qwen, neurons, rule="paper", coeff=0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
     assert Steerer(tiny_qwen, None).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
-    empty = type(neurons)([], [], neurons.site, neurons.score, neurons.k, False, neurons.proposition, neurons.provenance)
-    assert Steerer(tiny_qwen, empty).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
+    from steer import ArtifactMismatchError
+
+    with pytest.raises(ArtifactMismatchError, match="a side is empty"):
+        type(neurons)([], [], neurons.site, neurons.score, neurons.k, False, neurons.proposition, neurons.provenance)
 
 
 def test_no_state_leaks_between_calls(tiny_qwen, neurons):

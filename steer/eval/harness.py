@@ -35,7 +35,7 @@ from steer.neurons import Strengths, UnitScores, score_units
 from steer.record import resolve_layers
 from steer.resources import DEFAULT_PROMPT_SET, PROMPTS_DIR
 from steer.steering import GenerationConfig
-from steer.worlds import Worlds
+from steer.worlds import Template, Worlds
 
 if TYPE_CHECKING:
     from steer.eval.scorers import Scorer
@@ -53,7 +53,7 @@ class FlipWorlds:
 
     source: str | None = None
     n: int = 1024
-    template: str = "paper-2shot"
+    template: str | Template = "paper-2shot"
     positive: str = "vader_pos:top25"
     negative: str = "vader_neg:top25"
 
@@ -64,7 +64,7 @@ class FlipItems:
 
     source: str | None = None
     n: int | None = 500
-    template: str = "paper-3shot-ab"
+    template: str | Template = "paper-3shot-ab"
     label_field: str = "label"
     answers: tuple[str, str] = (" a", " b")  # the answer tokens for positive and negative
 
@@ -285,7 +285,7 @@ class SteeringEvalConfig:
     prompts: tuple[str, ...] = ("prompts/steering_test.jsonl", "prompts/steering_opposite.jsonl")
     n_prompts: int | None = None
     worlds: str | None = None  # default: prompts/sentiment.jsonl
-    template: str = "plain"
+    template: str | Template = "plain"
     reduce: str = "mean"
     site: str = "mlp"
     score: str = "rank-D"

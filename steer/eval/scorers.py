@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +189,11 @@ class EncoderClassifier(Scorer):
             cache_dir() / "scorers" / f"minilm-logreg-{content_key([encoder.sha, data_hash, heldout, positive])}.json"
         )
         if path.is_file():
-            saved = json.loads(path.read_text())
-            return cls(encoder, torch.tensor(saved["w"]), torch.tensor(saved["b"]), saved["info"])
+            try:
+                saved = json.loads(path.read_text())
+                return cls(encoder, torch.tensor(saved["w"]), torch.tensor(saved["b"]), saved["info"])
+            except (ValueError, KeyError, TypeError) as e:
+                print(f"steer: the cached classifier {path} is unusable ({e}); fitting it again", file=sys.stderr)
         w, b = fit_logistic(encoder.encode(texts, progress=progress), torch.as_tensor(y))
         info: dict[str, Any] = {
             "kind": "logistic regression on all-MiniLM-L6-v2 embeddings",
