@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 import textwrap
 import time
@@ -39,48 +40,25 @@ def _default(value: object) -> str:
     return f"(default: {value})"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
+def _checked(cast: Callable[[str], T], kind: str, ok: Callable[[T], bool], rule: str) -> Callable[[str], T]:
+    """An argparse type: ``cast`` the text (else "not {kind}"), then require ``ok`` (else "must {rule}")."""
+
+    def parse(text: str) -> T:
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"{text} must {rule}")
+        return v
+
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{v} must be 0 or more")
-    return v
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < v < 1:
-        raise argparse.ArgumentTypeError(f"{text} must be between 0 and 1 (exclusive)")
-    return v
-
-
-def finite_float(text: str) -> float:
-    """argparse type: a finite number."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v != v or v in (float("inf"), float("-inf")):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return v
+positive_int = _checked(int, "an integer", lambda v: v >= 1, "be at least 1")
+nonneg_int = _checked(int, "an integer", lambda v: v >= 0, "be 0 or more")
+fraction = _checked(float, "a number", lambda v: 0 < v < 1, "be between 0 and 1 (exclusive)")
+finite_float = _checked(float, "a number", math.isfinite, "be a finite number")
 
 
 def _common_model(p: argparse.ArgumentParser) -> None:
