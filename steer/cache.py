@@ -60,24 +60,43 @@ def cache_dir() -> Path:
     return fallback
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered in the cache by (path, size, mtime) so large files are hashed once."""
-    st = path.stat()
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
-    memo_path = cache_dir() / "file-hashes.json"
-    try:
-        memo = json.loads(memo_path.read_text())
-    except (OSError, ValueError):
-        memo = {}
-    if key in memo:
-        return str(memo[key])
+def hash_file(path: Path) -> str:
+    """sha256 of a file's bytes (read in 4 MiB chunks), not remembered."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
-    memo[key] = h.hexdigest()
-    write_json_atomic(memo_path, memo)
-    return str(memo[key])
+    return h.hexdigest()
+
+
+def _memo_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def _read_memo() -> dict[str, str]:
+    try:
+        return dict(json.loads((cache_dir() / "file-hashes.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}
+
+
+def remember_sha256(hashes: dict[Path, str]) -> None:
+    """Record files' sha256 (computed when they were written) by (path, size, mtime), so reading them back does
+    not hash them again."""
+    memo = _read_memo()
+    memo.update({_memo_key(p): sha for p, sha in hashes.items()})
+    write_json_atomic(cache_dir() / "file-hashes.json", memo)
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, remembered in the cache by (path, size, mtime) so large files are hashed once."""
+    memo = _read_memo().get(_memo_key(path))
+    if memo is not None:
+        return memo
+    sha = hash_file(path)
+    remember_sha256({path: sha})
+    return sha
 
 
 # ------------------------------------------------------------------------------------------------ models

@@ -31,7 +31,7 @@ from jaxtyping import Int
 from torch import Tensor
 
 from steer.artifacts import IDENTITY_KEYS, atomic_dir
-from steer.cache import cache_dir, file_sha256
+from steer.cache import cache_dir, file_sha256, hash_file, remember_sha256
 from steer.resources import MissingResourceError, package_file
 
 if TYPE_CHECKING:
@@ -312,8 +312,13 @@ def _dequantize_gguf(path: Path, sha: str, target: Path) -> None:
         m.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         del m
-        files = {f.name: {"bytes": f.stat().st_size, "sha256": file_sha256(f)} for f in sorted(tmp.iterdir())}
+        files: dict[str, dict[str, Any]] = {
+            f.name: {"bytes": f.stat().st_size, "sha256": hash_file(f)} for f in sorted(tmp.iterdir())
+        }
         (tmp / "steer_source.json").write_text(json.dumps({"gguf": str(path), "sha256": sha, "files": files}, indent=1))
+    # the rename kept sizes and mtimes: remember the hashes under the final paths, so the first load does not
+    # hash the weights a second time
+    remember_sha256({target / name: meta["sha256"] for name, meta in files.items()})
 
 
 def _cached_weights_problem(target: Path) -> str | None:
