@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from steer.interventions import APPLY_TO, RULES
-from steer.record import REDUCTIONS, SITES, parse_layers
+from steer.record import REDUCTIONS, SITES, format_layers, parse_layers
 from steer.selection import SCORES
 from steer.steering import GenerationConfig, SteerConfig
 from steer.strength import NORMALIZATIONS
@@ -309,7 +309,7 @@ def _find(
         )
     print(
         f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
-        f"template {worlds.template.name!r}, site {args.site}, reduce {reduce}, layers {_span(layers)}",
+        f"template {worlds.template.name!r}, site {args.site}, reduce {reduce}, layers {format_layers(layers)}",
         flush=True,
     )
     if args.recording is None:
@@ -338,12 +338,6 @@ def _find(
         result.save(out)
     print(format_find(result))
     return result
-
-
-def _span(layers: list[int]) -> str:
-    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(map(str, layers))
 
 
 @contextlib.contextmanager

@@ -42,6 +42,7 @@ from torch import Tensor
 
 from steer.stability import bootstrap_counts, prediction_set
 from steer.strength import TrivialPropositionError, doxastic_strength
+from steer.worlds import PromptSetError
 
 if TYPE_CHECKING:
     from steer.worlds import Proposition, Worlds
@@ -108,7 +109,8 @@ def candidate_propositions(
 
     Args:
         worlds: the worlds.
-        max_values: fields with more distinct values are skipped (free text, ids).
+        max_values: fields with more distinct values are skipped (free text, ids), and so are fields missing
+            in some worlds or mixing kinds of values.
         skip: fields never used.
 
     Returns:
@@ -118,7 +120,10 @@ def candidate_propositions(
     for name in worlds.records[0]:
         if name in skip:
             continue
-        values = worlds.values(name)
+        try:
+            values = worlds.values(name)
+        except PromptSetError:  # missing in some worlds or of mixed kinds: no sound candidate
+            continue
         if not 2 <= len(values) <= max_values:
             continue
         for v in values:

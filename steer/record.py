@@ -110,6 +110,14 @@ def parse_layers(text: str | None, n_layers: int) -> list[int]:
     return resolve_layers(layers, n_layers)
 
 
+def format_layers(layers: Sequence[int]) -> str:
+    """Layers as the CLI writes them (the inverse of :func:`parse_layers`): ``18-23`` for a run, else ``0,5,10``."""
+    layers = list(layers)
+    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(map(str, layers))
+
+
 # ------------------------------------------------------------------------------------------------ Activations
 
 

@@ -521,3 +521,11 @@ def test_temp_files_never_follow_a_planted_symlink(tmp_path):
 def test_format_strings_cannot_reach_python_objects():
     with pytest.raises(PromptSetError, match="plain field"):
         Worlds.from_records([{"text": "a"}, {"text": "b"}], template="{text.__class__.__init__.__globals__}")
+
+
+def test_candidate_propositions_skip_fields_missing_in_some_worlds():
+    from steer import candidate_propositions
+
+    w = Worlds.from_records([{"text": "a", "label": "x", "note": "n1"}, {"text": "b", "label": "y", "note": None},
+                             {"text": "c", "label": "x", "note": "n2"}])
+    assert {c.name for c in candidate_propositions(w)} == {"label=x", "label=y"}

@@ -32,7 +32,7 @@ from steer.eval.metrics import format_rate, rate
 from steer.interventions import Intervention
 from steer.models import versions
 from steer.neurons import Strengths, UnitScores, score_units
-from steer.record import resolve_layers
+from steer.record import format_layers, resolve_layers
 from steer.resources import DEFAULT_PROMPT_SET, PROMPTS_DIR
 from steer.steering import GenerationConfig
 from steer.worlds import Template, Worlds
@@ -113,7 +113,7 @@ def flip_conditions(
     out = []
     for flip, iv in (("pos2neg", cfg.pos2neg), ("neg2pos", cfg.neg2pos)):
         main = S[flip].restrict(layers)
-        where = f"{site}, layers {_span(layers)}"
+        where = f"{site}, layers {format_layers(layers)}"
         out.append(
             Condition(
                 f"{flip}: top-{u.k} {u.score}, {where}",
@@ -148,7 +148,7 @@ def flip_conditions(
             )
         out.append(
             Condition(
-                f"{flip}: top-{u.k} {u.score}, {site}, layers {_span(other)}",
+                f"{flip}: top-{u.k} {u.score}, {site}, layers {format_layers(other)}",
                 flip,
                 S[flip].restrict(other).top(u.k),
                 iv,
@@ -157,13 +157,6 @@ def flip_conditions(
             )
         )
     return out
-
-
-def _span(layers: Sequence[int]) -> str:
-    layers = list(layers)
-    if len(layers) > 2 and layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}-{layers[-1]}"
-    return ",".join(map(str, layers))
 
 
 def evaluate_flips(
