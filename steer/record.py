@@ -332,9 +332,9 @@ def record(
     layers = resolve_layers(layers, model.n_layers)
     if batch_size < 1 or shard_size < 1:
         raise ValueError("batch_size and shard_size must be positive")
-    prompts = list(worlds.prompts)
-    n = len(prompts)
-    lengths = np.array([len(ids) for ids in model.tokenizer(prompts)["input_ids"]])
+    tokens = [model.encode(p) for p in worlds.prompts]  # once: lengths, context check and every batch
+    n = len(tokens)
+    lengths = np.array([len(t) for t in tokens])
     model.check_lengths(lengths.tolist(), what="world")
 
     width = site_width(model, site)
@@ -344,7 +344,7 @@ def record(
         bar = tqdm(total=n, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
         for s, start in enumerate(range(0, n, shard_size)):
             idx = np.arange(start, min(start + shard_size, n))
-            X = _record_shard(model, [prompts[i] for i in idx], lengths[idx], site, layers, reduce, batch_size, bar)
+            X = _record_shard(model, [tokens[i] for i in idx], lengths[idx], site, layers, reduce, batch_size, bar)
             bad = ~torch.isfinite(X).reshape(len(idx), -1).all(1)
             if bad.any():
                 raise ValueError(f"NaN/inf activations in world(s) {idx[bad.numpy()][:10].tolist()} at site {site}")
@@ -386,7 +386,7 @@ class _DeepestLayerDone(Exception):
 @torch.inference_mode()
 def _record_shard(
     model: Model,
-    prompts: list[str],
+    tokens: list[list[int]],
     lengths: np.ndarray,
     site: str,
     layers: list[int],
@@ -395,11 +395,11 @@ def _record_shard(
     bar: tqdm[Any],
 ) -> Tensor:
     width = site_width(model, site)
-    X = torch.empty(len(prompts), len(layers), width, dtype=torch.float32)
+    X = torch.empty(len(tokens), len(layers), width, dtype=torch.float32)
     order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding
-    for b in range(0, len(prompts), batch_size):
+    for b in range(0, len(tokens), batch_size):
         rows = order[b : b + batch_size]
-        ids, mask = model.tokenize([prompts[i] for i in rows])
+        ids, mask = model.pad([tokens[i] for i in rows])
         got: dict[int, Tensor] = {}
 
         def keep(j: int, mask: Tensor = mask, got: dict[int, Tensor] = got) -> Callable[[Tensor, object], Tensor]:
