@@ -45,7 +45,7 @@ from steer.strength import TrivialPropositionError, doxastic_strength
 from steer.worlds import PromptSetError
 
 if TYPE_CHECKING:
-    from steer.worlds import Proposition, Worlds
+    from steer.worlds import Proposition, WorldFields
 
 # How well a unit's reasons vector matches a candidate proposition (not to be confused with the selection
 # scores of steer.selection, which rank units for one proposition).
@@ -102,7 +102,7 @@ def radius(score: str, n: int, n_a: int, n_t: int, n_candidates: int, delta: flo
 
 
 def candidate_propositions(
-    worlds: Worlds, max_values: int = 20, skip: tuple[str, ...] = ("text",)
+    worlds: WorldFields, max_values: int = 20, skip: tuple[str, ...] = ("text",)
 ) -> list[Proposition]:
     """Candidate propositions for explaining a unit: ``field=value`` for every non-trivial value of every field
     with 2..max_values distinct values.

@@ -16,14 +16,14 @@ from steer.plots import plot_stability, plot_strength_by_layer
 from steer.record import Activations
 from steer.stability import bootstrap_neurons
 from steer.strength import NORMALIZATIONS, Normalize
-from steer.worlds import Proposition, Worlds
+from steer.worlds import Proposition, WorldFields
 
 
 @dataclass
 class FindResult:
     """What :func:`find_units` found: strengths and neuron sets by normalization, with what they were found from."""
 
-    worlds: Worlds  # as used: with VADER fields when the proposition needed them
+    worlds: WorldFields  # as used: with VADER fields when the proposition needed them
     proposition: Proposition
     activations: Activations
     strengths: dict[str, Strengths]  # by normalization
@@ -77,7 +77,7 @@ def _relative(path: Path, base: Path) -> str:
 
 def find_units(
     acts: Activations,
-    worlds: Worlds,
+    worlds: WorldFields,
     proposition: str | Proposition,
     *,
     k: int = 5,
@@ -109,7 +109,7 @@ def find_units(
         prop = worlds.proposition(proposition)
     else:
         prop = proposition
-    if acts.worlds.get("prompt_set_sha256") != worlds.prompt_set_hash:
+    if acts.worlds.get(worlds.HASH_KEY) != worlds.content_hash:
         where = acts.path if acts.path is not None else "in memory"
         raise ArtifactMismatchError(f"recording ({where}) was made from other worlds than {worlds.source}")
     width = acts.shape[2]

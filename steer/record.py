@@ -65,6 +65,14 @@ def hook_name(site: str, layer: int) -> str:
     return SITES[site].format(layer=layer)
 
 
+def site_hooks(site: str, layers: Sequence[int]) -> list[str]:
+    """Where a site is read: TransformerLens hook names for ``mlp``/``resid``, else the forward hook on the
+    module of that path of a plain PyTorch network (see :mod:`steer.network`)."""
+    if site in SITES:
+        return [hook_name(site, layer) for layer in layers]
+    return [f"forward hook on module {site}"]
+
+
 def site_width(model: Model, site: str) -> int:
     """Units per layer at a site: d_mlp for ``mlp``, d_model for ``resid``."""
     hook_name(site, 0)
@@ -190,7 +198,7 @@ class Activations:
             "site": self.site,
             "reduce": self.reduce,
             "layers": self.layers,
-            "hooks": [hook_name(self.site, layer) for layer in self.layers],
+            "hooks": site_hooks(self.site, self.layers),
             "model": self.model,
             "worlds": self.worlds,
             "shard_rows": self.shard_rows,

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from steer.resources import TEMPLATES_DIR
 from steer.strength import TrivialPropositionError
@@ -174,8 +176,142 @@ _TOP = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*:\s*(?P<dir>top|bottom)(?P
 # ---------------------------------------------------------------------------------------------------- worlds
 
 
+class WorldFields:
+    """What every kind of worlds shares: records of fields (one per world), a source, and propositions over them.
+
+    :class:`Worlds` (prompts made by a template) and :class:`TensorWorlds` (input tensors of any PyTorch network)
+    both build on it, so propositions, explanations and everything downstream treat them alike. A subclass has
+    ``records`` and ``source``, a ``content_hash`` and the provenance key (``HASH_KEY``) it is saved under.
+    """
+
+    records: list[dict[str, Any]]
+    source: str
+    HASH_KEY: str = "sha256"
+
+    @property
+    def content_hash(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def with_fields_for(self, spec: str) -> WorldFields:
+        """These worlds, with any derived fields the proposition ``spec`` needs (none by default)."""
+        return self
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def column(self, name: str) -> list[Any]:
+        """The values of a field in every world (None where a record lacks it)."""
+        if name not in self.records[0]:
+            raise PromptSetError(f"unknown field {name!r}; fields: {', '.join(self.records[0])}")
+        return [r.get(name) for r in self.records]
+
+    def defined_column(self, name: str) -> list[Any]:
+        """The values of a field, refusing worlds where it is missing (null, NaN, absent) and fields that mix
+        kinds of values (numbers and strings), either of which would put worlds silently in or out of a
+        proposition."""
+        col = self.column(name)
+        missing = [i for i, v in enumerate(col) if _is_missing(v)]
+        if missing:
+            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+            raise PromptSetError(
+                f"field {name!r} is missing (null, NaN or absent) in {len(missing)} of {len(col)} worlds of "
+                f"{self.source} (worlds {shown}); a proposition over it would be silently wrong: drop or fill them"
+            )
+        kinds = sorted({_kind(v) for v in col})
+        if len(kinds) > 1:
+            raise PromptSetError(
+                f"field {name!r} of {self.source} mixes {' and '.join(kinds)} values "
+                f"(e.g. {next(v for v in col if _kind(v) == kinds[0])!r} and "
+                f"{next(v for v in col if _kind(v) == kinds[1])!r}); make them one kind"
+            )
+        return col
+
+    def values(self, name: str) -> list[str]:
+        """The distinct values of a field, as strings, sorted."""
+        return sorted({str(v) for v in self.defined_column(name)})
+
+    # -- propositions
+
+    def proposition(self, spec: str | None = None, /, **equals: Any) -> Proposition:
+        """A proposition by a predicate string or keyword equalities.
+
+        ``worlds.proposition("label=positive")``, ``worlds.proposition(label="positive")``,
+        ``"label!=neutral"``, ``"score>0.5"`` (also ``>=``, ``<``, ``<=``), ``"vader_pos:top25"`` (the 25 worlds
+        with the highest value; ``bottom25`` the lowest; ties broken by world order).
+        """
+        if spec is None:
+            if len(equals) != 1:
+                raise PromptSetError("give one predicate string, or one field=value keyword")
+            ((f, v),) = equals.items()
+            spec = f"{f}={v}"
+        if m := _TOP.match(spec):
+            return self.top(m["field"], int(m["n"]), largest=m["dir"] == "top")
+        m = _PRED.match(spec)
+        if not m:
+            raise PromptSetError(
+                f"cannot parse proposition {spec!r}; use FIELD=VALUE, FIELD!=VALUE, FIELD>NUMBER (>=, <, <=) "
+                "or FIELD:topN / FIELD:bottomN"
+            )
+        fld, op, value = m["field"], m["op"], m["value"]
+        col = self.defined_column(fld)
+        if op in ("=", "!="):
+            present = self.values(fld)
+            if value not in present:
+                shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
+                raise PromptSetError(f"unknown value {value!r} for field {fld!r}; values present: {shown}")
+            mask = np.array([str(v) == value for v in col])
+            mask = mask if op == "=" else ~mask
+        else:
+            nums = self._numeric(fld, col)
+            try:
+                x = float(value)
+            except ValueError:
+                raise PromptSetError(f"{spec!r}: {value!r} is not a number") from None
+            mask = {">": nums > x, ">=": nums >= x, "<": nums < x, "<=": nums <= x}[op]
+        return Proposition(f"{fld}{op}{value}", mask, f"worlds with {fld} {op} {value}")
+
+    def top(self, field: str, n: int, largest: bool = True) -> Proposition:
+        """The n worlds with the highest (or lowest) value of a numeric field (the paper ranks by VADER pos)."""
+        nums = self._numeric(field, self.defined_column(field))
+        if not 0 < n < len(self):
+            raise TrivialPropositionError(f"top-n proposition needs 0 < n < {len(self)} worlds, got n={n}")
+        order = np.argsort(-nums if largest else nums, kind="stable")
+        mask = np.zeros(len(self), dtype=bool)
+        mask[order[:n]] = True
+        word = "top" if largest else "bottom"
+        return Proposition(
+            f"{field}:{word}{n}", mask, f"the {n} worlds with the {'highest' if largest else 'lowest'} {field}"
+        )
+
+    def mask(self, mask: Sequence[bool] | np.ndarray, name: str = "mask") -> Proposition:
+        mask = np.asarray(mask)
+        if mask.shape != (len(self),):
+            raise PromptSetError(f"mask has shape {mask.shape}, expected ({len(self)},)")
+        return Proposition(name, mask.astype(bool), "explicit mask")
+
+    @staticmethod
+    def _numeric(name: str, col: list[Any]) -> np.ndarray:
+        out = []
+        for i, v in enumerate(col):
+            try:
+                if isinstance(v, bool):
+                    raise ValueError
+                out.append(float(v))
+            except (TypeError, ValueError):
+                raise PromptSetError(f"field {name!r} is not numeric (world {i}: {v!r})") from None
+        nums = np.array(out)
+        bad = np.flatnonzero(~np.isfinite(nums))
+        if bad.size:
+            raise PromptSetError(f"field {name!r} is NaN or infinite in worlds {bad[:10].tolist()}; drop or fill them")
+        return nums
+
+
 @dataclass
-class Worlds:
+class Worlds(WorldFields):
     """N worlds: the records of a prompt set, the prompts a template made of them, and where they came from."""
 
     records: list[dict[str, Any]]
@@ -252,39 +388,11 @@ class Worlds:
 
     # -- views
 
-    def __len__(self) -> int:
-        return len(self.records)
+    HASH_KEY = "prompt_set_sha256"
 
-    def column(self, name: str) -> list[Any]:
-        """The values of a field in every world (None where a record lacks it)."""
-        if name not in self.records[0]:
-            raise PromptSetError(f"unknown field {name!r}; fields: {', '.join(self.records[0])}")
-        return [r.get(name) for r in self.records]
-
-    def defined_column(self, name: str) -> list[Any]:
-        """The values of a field, refusing worlds where it is missing (null, NaN, absent) and fields that mix
-        kinds of values (numbers and strings), either of which would put worlds silently in or out of a
-        proposition."""
-        col = self.column(name)
-        missing = [i for i, v in enumerate(col) if _is_missing(v)]
-        if missing:
-            shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-            raise PromptSetError(
-                f"field {name!r} is missing (null, NaN or absent) in {len(missing)} of {len(col)} worlds of "
-                f"{self.source} (worlds {shown}); a proposition over it would be silently wrong: drop or fill them"
-            )
-        kinds = sorted({_kind(v) for v in col})
-        if len(kinds) > 1:
-            raise PromptSetError(
-                f"field {name!r} of {self.source} mixes {' and '.join(kinds)} values "
-                f"(e.g. {next(v for v in col if _kind(v) == kinds[0])!r} and "
-                f"{next(v for v in col if _kind(v) == kinds[1])!r}); make them one kind"
-            )
-        return col
-
-    def values(self, name: str) -> list[str]:
-        """The distinct values of a field, as strings, sorted."""
-        return sorted({str(v) for v in self.defined_column(name)})
+    @property
+    def content_hash(self) -> str:
+        return self.prompt_set_hash
 
     @property
     def prompt_set_hash(self) -> str:
@@ -320,80 +428,71 @@ class Worlds:
             recs.append({**r, **{f"{prefix}{k}": v for k, v in s.items()}})
         return Worlds(recs, self.template, self.source)
 
-    # -- propositions
 
-    def proposition(self, spec: str | None = None, /, **equals: Any) -> Proposition:
-        """A proposition by a predicate string or keyword equalities.
+@dataclass
+class TensorWorlds(WorldFields):
+    """N worlds given as inputs of a PyTorch network (row k of ``inputs`` is world k) with their fields.
 
-        ``worlds.proposition("label=positive")``, ``worlds.proposition(label="positive")``,
-        ``"label!=neutral"``, ``"score>0.5"`` (also ``>=``, ``<``, ``<=``), ``"vader_pos:top25"`` (the 25 worlds
-        with the highest value; ``bottom25`` the lowest; ties broken by world order).
-        """
-        if spec is None:
-            if len(equals) != 1:
-                raise PromptSetError("give one predicate string, or one field=value keyword")
-            ((f, v),) = equals.items()
-            spec = f"{f}={v}"
-        if m := _TOP.match(spec):
-            return self.top(m["field"], int(m["n"]), largest=m["dir"] == "top")
-        m = _PRED.match(spec)
-        if not m:
+    Built with :meth:`from_tensors` (``TensorWorlds.from_tensors(images, label=labels)``); propositions are
+    written as for prompt sets (``worlds.proposition("label=3")``). Its provenance hashes the inputs and fields.
+    """
+
+    inputs: Tensor
+    records: list[dict[str, Any]]
+    source: str = "tensors"
+    HASH_KEY = "worlds_sha256"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inputs, Tensor) or self.inputs.ndim < 1:
+            raise PromptSetError("TensorWorlds needs a tensor of inputs with the worlds on the first axis")
+        if len(self.inputs) == 0:
+            raise PromptSetError(f"{self.source} has no worlds")
+        if len(self.records) != len(self.inputs):
             raise PromptSetError(
-                f"cannot parse proposition {spec!r}; use FIELD=VALUE, FIELD!=VALUE, FIELD>NUMBER (>=, <, <=) "
-                "or FIELD:topN / FIELD:bottomN"
+                f"{self.source}: {len(self.inputs)} inputs but {len(self.records)} records of fields (one per world)"
             )
-        fld, op, value = m["field"], m["op"], m["value"]
-        col = self.defined_column(fld)
-        if op in ("=", "!="):
-            present = self.values(fld)
-            if value not in present:
-                shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
-                raise PromptSetError(f"unknown value {value!r} for field {fld!r}; values present: {shown}")
-            mask = np.array([str(v) == value for v in col])
-            mask = mask if op == "=" else ~mask
-        else:
-            nums = self._numeric(fld, col)
-            try:
-                x = float(value)
-            except ValueError:
-                raise PromptSetError(f"{spec!r}: {value!r} is not a number") from None
-            mask = {">": nums > x, ">=": nums >= x, "<": nums < x, "<=": nums <= x}[op]
-        return Proposition(f"{fld}{op}{value}", mask, f"worlds with {fld} {op} {value}")
+        if self.inputs.is_floating_point() and not torch.isfinite(self.inputs).all():
+            bad = (~torch.isfinite(self.inputs.reshape(len(self.inputs), -1))).any(1).nonzero()[:, 0]
+            raise PromptSetError(f"{self.source}: inputs of world(s) {bad[:10].tolist()} are NaN or infinite")
 
-    def top(self, field: str, n: int, largest: bool = True) -> Proposition:
-        """The n worlds with the highest (or lowest) value of a numeric field (the paper ranks by VADER pos)."""
-        nums = self._numeric(field, self.defined_column(field))
-        if not 0 < n < len(self):
-            raise TrivialPropositionError(f"top-n proposition needs 0 < n < {len(self)} worlds, got n={n}")
-        order = np.argsort(-nums if largest else nums, kind="stable")
-        mask = np.zeros(len(self), dtype=bool)
-        mask[order[:n]] = True
-        word = "top" if largest else "bottom"
-        return Proposition(
-            f"{field}:{word}{n}", mask, f"the {n} worlds with the {'highest' if largest else 'lowest'} {field}"
+    @classmethod
+    def from_tensors(cls, inputs: Tensor, source: str = "tensors", **fields: Sequence[Any] | Tensor) -> TensorWorlds:
+        """Worlds from an input tensor and per-world fields (``label=labels``), each as long as ``inputs``."""
+        n = len(inputs)
+        records: list[dict[str, Any]] = [{} for _ in range(n)]
+        for name, col in fields.items():
+            values = col.tolist() if isinstance(col, (Tensor, np.ndarray)) else list(col)
+            if len(values) != n:
+                raise PromptSetError(f"field {name!r} has {len(values)} values for {n} worlds")
+            for rec, v in zip(records, values):
+                rec[name] = v
+        return cls(inputs, records, source)
+
+    def subset(self, index: Sequence[int] | np.ndarray | Tensor, source: str | None = None) -> TensorWorlds:
+        """The worlds at ``index`` (in that order)."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        return TensorWorlds(
+            self.inputs[idx], [self.records[i] for i in idx.tolist()], source or f"{self.source}[{len(idx)}]"
         )
 
-    def mask(self, mask: Sequence[bool] | np.ndarray, name: str = "mask") -> Proposition:
-        mask = np.asarray(mask)
-        if mask.shape != (len(self),):
-            raise PromptSetError(f"mask has shape {mask.shape}, expected ({len(self)},)")
-        return Proposition(name, mask.astype(bool), "explicit mask")
+    @property
+    def content_hash(self) -> str:
+        """sha256 over the inputs (dtype, shape, bytes) and the fields."""
+        x = self.inputs.detach().cpu().contiguous()
+        h = hashlib.sha256(f"{x.dtype}{tuple(x.shape)}".encode())
+        h.update(x.view(torch.uint8).numpy().tobytes() if x.numel() else b"")
+        h.update(json.dumps(self.records, sort_keys=True, default=str).encode())
+        return h.hexdigest()
 
-    @staticmethod
-    def _numeric(name: str, col: list[Any]) -> np.ndarray:
-        out = []
-        for i, v in enumerate(col):
-            try:
-                if isinstance(v, bool):
-                    raise ValueError
-                out.append(float(v))
-            except (TypeError, ValueError):
-                raise PromptSetError(f"field {name!r} is not numeric (world {i}: {v!r})") from None
-        nums = np.array(out)
-        bad = np.flatnonzero(~np.isfinite(nums))
-        if bad.size:
-            raise PromptSetError(f"field {name!r} is NaN or infinite in worlds {bad[:10].tolist()}; drop or fill them")
-        return nums
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "n_worlds": len(self),
+            self.HASH_KEY: self.content_hash,
+            "input_shape": list(self.inputs.shape[1:]),
+            "input_dtype": str(self.inputs.dtype),
+        }
 
 
 MAX_PROMPT_CHARS = 100_000  # a sanity cap before tokenizing; the model's context is checked when recording

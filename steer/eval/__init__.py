@@ -4,9 +4,22 @@
 - :mod:`steer.eval.quality`, :mod:`steer.eval.methods`: steering quality in generation against baselines;
 - :mod:`steer.eval.scorers`, :mod:`steer.eval.metrics`: sentiment scorers independent of the model, perplexity,
   distinct-n, Wilson intervals, KL;
-- :mod:`steer.eval.harness`: configs, running both modes with their controls, reports; :mod:`steer.eval.plots`.
+- :mod:`steer.eval.harness`: configs, running both modes with their controls, reports; :mod:`steer.eval.plots`;
+- the paper's non-LLM experiments: :mod:`steer.eval.mnist` (LeNet-5: sanity, faithfulness, correctness,
+  robustness under reasons-based losses), :mod:`steer.eval.fairness` (income classifier with the RD loss) and
+  their data, :mod:`steer.eval.datasets`.
 """
 
+from steer.eval.datasets import Adult, MnistSplit, load_adult, load_mnist, mnist_split
+from steer.eval.fairness import (
+    PAPER_FAIRNESS,
+    FairConfig,
+    FairnessExperiment,
+    IncomeMLP,
+    fairness_table,
+    run_fairness,
+    write_fairness_report,
+)
 from steer.eval.faithfulness import FLIPS, Condition, answer_logprobs, answer_token_ids, flip_eval
 from steer.eval.harness import (
     FlipConfig,
@@ -25,26 +38,62 @@ from steer.eval.harness import (
 from steer.eval.methods import Method, NeuronSteering, Prompting, ResidualVector, SelfConditioning
 from steer.eval.metrics import (
     distinct_n,
+    fairness_gaps,
     format_rate,
     kl_divergence,
+    pca,
     perplexity,
     rate,
+    silhouette_score,
     vader_compound,
     wilson_interval,
 )
-from steer.eval.plots import plot_flips, plot_score_distributions, plot_tradeoff
+from steer.eval.mnist import (
+    PAPER_MNIST,
+    LeNet5,
+    MnistExperiment,
+    TrainConfig,
+    accuracy,
+    correctness,
+    digit_flips,
+    digit_worlds,
+    fgsm,
+    fgsm_accuracy,
+    run_mnist,
+    sanity,
+    train_lenet,
+    write_mnist_report,
+)
+from steer.eval.plots import (
+    plot_digit_flips,
+    plot_flips,
+    plot_max_strength,
+    plot_pca_layers,
+    plot_robustness,
+    plot_score_distributions,
+    plot_tradeoff,
+)
 from steer.eval.quality import TARGETS, best_at_fluency, quality_eval, summary_rows
 from steer.eval.scorers import EncoderClassifier, PipelineScorer, Scorer, ScorerError, VaderScorer, get_scorer
 
 __all__ = [
     "FLIPS",
+    "PAPER_FAIRNESS",
+    "PAPER_MNIST",
     "TARGETS",
+    "Adult",
     "Condition",
     "EncoderClassifier",
+    "FairConfig",
+    "FairnessExperiment",
     "FlipConfig",
     "FlipItems",
     "FlipWorlds",
+    "IncomeMLP",
+    "LeNet5",
     "Method",
+    "MnistExperiment",
+    "MnistSplit",
     "NeuronSteering",
     "PipelineScorer",
     "Prompting",
@@ -53,30 +102,54 @@ __all__ = [
     "ScorerError",
     "SelfConditioning",
     "SteeringEvalConfig",
+    "TrainConfig",
     "UnitChoice",
     "VaderScorer",
+    "accuracy",
     "answer_logprobs",
     "answer_token_ids",
     "best_at_fluency",
+    "correctness",
+    "digit_flips",
+    "digit_worlds",
     "distinct_n",
     "evaluate_flips",
     "evaluate_steering",
+    "fairness_gaps",
+    "fairness_table",
+    "fgsm",
+    "fgsm_accuracy",
     "flip_eval",
     "flip_table",
     "format_rate",
     "get_scorer",
     "kl_divergence",
+    "load_adult",
+    "load_mnist",
     "load_result",
+    "mnist_split",
+    "pca",
     "perplexity",
+    "plot_digit_flips",
     "plot_flips",
+    "plot_max_strength",
+    "plot_pca_layers",
+    "plot_robustness",
     "plot_score_distributions",
     "plot_tradeoff",
     "pooled_random",
     "quality_eval",
     "rate",
+    "run_fairness",
+    "run_mnist",
+    "sanity",
+    "silhouette_score",
     "steering_table",
     "summary_rows",
+    "train_lenet",
     "vader_compound",
     "wilson_interval",
+    "write_fairness_report",
+    "write_mnist_report",
     "write_report",
 ]

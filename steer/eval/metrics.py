@@ -112,3 +112,62 @@ def kl_divergence(p_logits: torch.Tensor, q_logits: torch.Tensor) -> torch.Tenso
     """KL(P || Q) in nats per row, for distributions given as logits over the last axis."""
     lp, lq = torch.log_softmax(p_logits.double(), -1), torch.log_softmax(q_logits.double(), -1)
     return (lp.exp() * (lp - lq)).sum(-1)
+
+
+def silhouette_score(X: torch.Tensor, labels: torch.Tensor) -> float:
+    """Mean silhouette (Euclidean) of points X [n, d] clustered by ``labels`` [n]: for each point
+    (b - a) / max(a, b), a = mean distance to its own cluster's other points, b = the smallest mean distance to
+    another cluster; a point alone in its cluster scores 0. In [-1, 1]; higher = tighter, better separated.
+    """
+    X = torch.as_tensor(X, dtype=torch.float64).reshape(len(X), -1)
+    labels = torch.as_tensor(labels)
+    classes = labels.unique()
+    if len(classes) < 2 or len(classes) >= len(X):
+        raise ValueError(f"silhouette needs 2 <= clusters < points, got {len(classes)} for {len(X)} points")
+    dist = torch.cdist(X, X)
+    onehot = (labels[:, None] == classes[None, :]).to(torch.float64)  # [n, c]
+    sizes = onehot.sum(0)
+    sums = dist @ onehot  # summed distance of every point to every cluster
+    own = onehot.argmax(1)
+    own_size = sizes[own]
+    a = sums[torch.arange(len(X)), own] / (own_size - 1).clamp_min(1)
+    mean_other = sums / sizes[None, :]
+    mean_other[torch.arange(len(X)), own] = torch.inf
+    b = mean_other.min(1).values
+    s = torch.where(own_size > 1, (b - a) / torch.maximum(a, b).clamp_min(1e-300), torch.zeros_like(a))
+    return float(s.mean())
+
+
+def pca(X: torch.Tensor, n_components: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """Principal components of the rows of X [n, d]: (coordinates [n, n_components], explained variance share
+    of each component)."""
+    X = torch.as_tensor(X, dtype=torch.float64).reshape(len(X), -1)
+    Xc = X - X.mean(0)
+    U, S, _ = torch.linalg.svd(Xc, full_matrices=False)
+    k = min(n_components, S.numel())
+    var = S**2
+    return U[:, :k] * S[:k], var[:k] / var.sum().clamp_min(1e-300)
+
+
+def fairness_gaps(pred: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> dict[str, float]:
+    """Group fairness of binary predictions: ``dp`` (demographic-parity difference, |P(pred=1 | g=1) -
+    P(pred=1 | g=0)|), ``eo`` (equalised-odds difference, the larger of the true- and false-positive-rate gaps)
+    and the rates behind them."""
+    pred, y, group = (torch.as_tensor(t).bool() for t in (pred, y, group))
+
+    def share(mask: torch.Tensor) -> float:
+        if not mask.any():
+            raise ValueError("a group has no items of a needed kind (positive or negative outcome)")
+        return float(pred[mask].float().mean())
+
+    pos = {g: share(group == g) for g in (True, False)}
+    tpr = {g: share((group == g) & y) for g in (True, False)}
+    fpr = {g: share((group == g) & ~y) for g in (True, False)}
+    return {
+        "dp": abs(pos[True] - pos[False]),
+        "eo": max(abs(tpr[True] - tpr[False]), abs(fpr[True] - fpr[False])),
+        "positive_rate_privileged": pos[True],
+        "positive_rate_unprivileged": pos[False],
+        "tpr_gap": abs(tpr[True] - tpr[False]),
+        "fpr_gap": abs(fpr[True] - fpr[False]),
+    }

@@ -103,3 +103,116 @@ def plot_score_distributions(result: dict[str, Any], scorer: str, path: str | os
     axes[-1].set_xlabel(f"{scorer} score")
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+# ------------------------------------------------------------------------------------------ the paper's MNIST
+
+
+def plot_max_strength(sanity: dict[str, Any], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Figure 2: per layer, the largest |D| of any unit for "label = d", one line per digit."""
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    layers = list(sanity["max_abs_D"])
+    values = np.array([sanity["max_abs_D"][layer] for layer in layers])  # [layers, digits]
+    for d in range(values.shape[1]):
+        ax.plot(layers, values[:, d], marker="o", label=str(d), color=_digit_color(d))
+    ax.set_ylabel('max |D| over the layer\'s units for "label = d"')
+    ax.legend(title="digit", fontsize=7, ncol=2)
+    ok = "holds" if sanity["holds"] else "FAILS"
+    ax.set_title(title or f"output unit d has the largest D for label d: {ok}", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_digit_flips(faith: dict[str, Any], path: str | os.PathLike[str], coeff: float = 5.0) -> Path:
+    """Figure 3: per digit, flip rate of the top-k units and of k random units (Wilson 95% intervals) at one
+    coefficient, for pos2neg and neg2pos; a third panel pools the digits over every coefficient."""
+    fig = Figure(figsize=(13, 4))
+    axes = fig.subplots(1, 3)
+    for ax, flip in zip(axes[:2], ("pos2neg", "neg2pos")):
+        for shift, units, color in ((-0.2, "top-k", "tab:red"), (0.2, "random", "tab:grey")):
+            rs = sorted(
+                (r for r in faith["rows"] if r["flip"] == flip and r["units"] == units and r["coeff"] == coeff),
+                key=lambda r: r["digit"],
+            )
+            x = np.array([r["digit"] for r in rs]) + shift
+            y = np.array([r["rate"] or 0.0 for r in rs])
+            err = np.array(
+                [[max(0.0, yi - r["lo"]) for yi, r in zip(y, rs)], [max(0.0, r["hi"] - yi) for yi, r in zip(y, rs)]]
+            )
+            ax.bar(x, y, width=0.4, color=color, label=f"{units} (k={faith['k']})" if units == "top-k" else units)
+            ax.errorbar(x, y, yerr=err, fmt="none", ecolor="k", lw=0.8)
+        ax.set_xticks(range(10))
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("digit d")
+        ax.set_ylabel("flip rate")
+        ax.set_title(f"{flip}, paper rule c = {coeff:g}, site {faith['site']}", fontsize=9)
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    for flip, ls in (("pos2neg", "-"), ("neg2pos", "--")):
+        for units, color in (("top-k", "tab:red"), ("random", "tab:grey")):
+            cs, ys = [], []
+            for c in faith["coeffs"]:
+                rs = [r for r in faith["rows"] if r["flip"] == flip and r["units"] == units and r["coeff"] == c]
+                n = sum(r["n"] for r in rs)
+                cs.append(c)
+                ys.append(sum(r["k"] for r in rs) / n if n else np.nan)
+            ax.plot(cs, ys, ls, marker="o", color=color, label=f"{flip} {units}")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("c in a' = m - c a")
+    ax.set_title("pooled over digits", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_pca_layers(correct: dict[str, Any], labels: Any, path: str | os.PathLike[str]) -> Path:
+    """Figure 4: the worlds' activation vectors per layer in their first two principal components, coloured by
+    digit, with the silhouette of the digit clusters (full space; 2-D) in each title."""
+    layers = list(correct)
+    fig = Figure(figsize=(3.2 * len(layers), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(layers)))
+    labels = np.asarray(labels)
+    for ax, layer in zip(axes, layers):
+        c = correct[layer]
+        xy = np.asarray(c["pca"])
+        for d in range(10):
+            m = labels == d
+            ax.scatter(xy[m, 0], xy[m, 1], s=3, color=_digit_color(d), label=str(d))
+        ax.set_title(
+            f"{layer} ({c['units']} units)\nsilhouette {c['silhouette']:.2f}; 2-D {c['silhouette_pca2']:.2f}",
+            fontsize=8,
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[-1].legend(fontsize=6, markerscale=3, ncol=2)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_robustness(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """FGSM accuracy against the perturbation, per training (mean over seeds, band = min..max)."""
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
+    for training in dict.fromkeys(r["training"] for r in rows):
+        rs = [r for r in rows if r["training"] == training]
+        keys = sorted(rs[0]["fgsm"], key=float)
+        acc = np.array([[r["fgsm"][e] for e in keys] for r in rs])
+        eps_all = [0.0, *map(float, keys)]
+        clean = np.array([r["clean_accuracy"] for r in rs])[:, None]
+        acc = np.concatenate([clean, acc], 1)
+        line = ax.plot(eps_all, acc.mean(0), marker="o", label=f"{training} ({len(rs)} seeds)")
+        ax.fill_between(eps_all, acc.min(0), acc.max(0), alpha=0.2, color=line[0].get_color())
+    ax.set_xlabel("FGSM epsilon")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title("robustness of LeNet-5 by training (white-box FGSM)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def _digit_color(d: int) -> Any:
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](d)
