@@ -3,7 +3,9 @@
 Data flow: prompt set -> :class:`Worlds` -> :func:`record` (reasons vectors, :class:`Activations`) ->
 :meth:`Activations.strength` (doxastic strength D, :class:`Strengths`) -> :meth:`Strengths.top` (a
 :class:`NeuronSet`) -> :class:`Steerer` (an :class:`Intervention` rewriting the units during generation).
-One call: ``steer.generate("The hotel was", toward="positive")``. The evaluation harness is :mod:`steer.eval`.
+One call: ``steer.generate("The hotel was", toward="positive")``. Any other PyTorch network enters through
+:class:`Network` (sites are module paths) and :class:`TensorWorlds`, and feeds the same types; reasons-based training
+losses are in :mod:`steer.losses`. The evaluation harness is :mod:`steer.eval`.
 """
 
 __version__ = "0.2.0"
@@ -24,7 +26,9 @@ from steer.interventions import (
     get_rule,
     register_rule,
 )
+from steer.losses import batch_strength, doxastic_loss, elementary_loss, reasons_difference
 from steer.models import Model, ModelLoadError, load_model
+from steer.network import Network
 from steer.neurons import D_SCORES, NeuronSet, Strengths, Unit, UnitScores, score_units
 from steer.plots import plot_stability, plot_strength_by_layer
 from steer.record import REDUCTIONS, SITES, Activations, hook_name, parse_layers, record, resolve_layers
@@ -33,7 +37,7 @@ from steer.selection import SCORES
 from steer.stability import Bootstrap, bootstrap, bootstrap_neurons, prediction_set
 from steer.steering import GenerationConfig, SteerConfig, Steerer, generate, generate_text, steering_neurons
 from steer.strength import NORMALIZATIONS, TrivialPropositionError, doxastic_strength, group_strength
-from steer.worlds import PromptSetError, Proposition, Template, Worlds
+from steer.worlds import PromptSetError, Proposition, Template, TensorWorlds, WorldFields, Worlds
 
 __all__ = [
     "APPLY_TO",
@@ -57,6 +61,7 @@ __all__ = [
     "LayerEdit",
     "Model",
     "ModelLoadError",
+    "Network",
     "NeuronSet",
     "PromptSetError",
     "Proposition",
@@ -65,12 +70,15 @@ __all__ = [
     "Steerer",
     "Strengths",
     "Template",
+    "TensorWorlds",
     "TrivialPropositionError",
     "Unit",
     "UnitScores",
     "UnitTable",
+    "WorldFields",
     "Worlds",
     "__version__",
+    "batch_strength",
     "bootstrap",
     "bootstrap_neurons",
     "cache_dir",
@@ -78,7 +86,9 @@ __all__ = [
     "cached_neurons",
     "cached_recording",
     "candidate_propositions",
+    "doxastic_loss",
     "doxastic_strength",
+    "elementary_loss",
     "explain_unit",
     "find_units",
     "format_find",
@@ -93,6 +103,7 @@ __all__ = [
     "plot_stability",
     "plot_strength_by_layer",
     "prediction_set",
+    "reasons_difference",
     "record",
     "register_rule",
     "resolve_layers",

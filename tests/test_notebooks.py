@@ -12,7 +12,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # figures each notebook must show once executed (image/png outputs)
-FIGURES = {"01_sentiment_neurons.ipynb": 5, "02_steering.ipynb": 2, "03_trust.ipynb": 2}
+FIGURES = {"01_sentiment_neurons.ipynb": 5, "02_steering.ipynb": 2, "03_trust.ipynb": 2, "04_paper_mnist.ipynb": 4}
 
 
 def _load(name):
