@@ -49,6 +49,7 @@ from steer.eval.metrics import (
     wilson_interval,
 )
 from steer.eval.mnist import (
+    LENET_SITES,
     PAPER_MNIST,
     LeNet5,
     MnistExperiment,
@@ -59,6 +60,7 @@ from steer.eval.mnist import (
     digit_worlds,
     fgsm,
     fgsm_accuracy,
+    record_lenet,
     run_mnist,
     sanity,
     train_lenet,
@@ -66,6 +68,7 @@ from steer.eval.mnist import (
 )
 from steer.eval.plots import (
     plot_digit_flips,
+    plot_fairness,
     plot_flips,
     plot_max_strength,
     plot_pca_layers,
@@ -78,6 +81,7 @@ from steer.eval.scorers import EncoderClassifier, PipelineScorer, Scorer, Scorer
 
 __all__ = [
     "FLIPS",
+    "LENET_SITES",
     "PAPER_FAIRNESS",
     "PAPER_MNIST",
     "TARGETS",
@@ -131,6 +135,7 @@ __all__ = [
     "pca",
     "perplexity",
     "plot_digit_flips",
+    "plot_fairness",
     "plot_flips",
     "plot_max_strength",
     "plot_pca_layers",
@@ -140,6 +145,7 @@ __all__ = [
     "pooled_random",
     "quality_eval",
     "rate",
+    "record_lenet",
     "run_fairness",
     "run_mnist",
     "sanity",

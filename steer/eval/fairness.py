@@ -207,25 +207,13 @@ def write_fairness_report(result: dict[str, Any], out: str | Any) -> Any:
     """``out/result.json``, ``out/report.md`` and ``out/fairness.png``; returns ``out``."""
     from pathlib import Path
 
-    from matplotlib.figure import Figure
-
     from steer.artifacts import write_json_atomic
-    from steer.plots import save_figure
+    from steer.eval import plots
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out / "result.json", result)
-    fig = Figure(figsize=(7, 4.2))
-    ax = fig.subplots()
-    for name in dict.fromkeys(r["variant"] for r in result["rows"]):
-        rs = [r for r in result["rows"] if r["variant"] == name]
-        ax.scatter([r["eo"] for r in rs], [r["accuracy"] for r in rs], label=name, s=18)
-    ax.set_xlabel("equalised-odds difference (lower is fairer)")
-    ax.set_ylabel("test accuracy")
-    ax.legend(fontsize=7)
-    ax.set_title("income classifier on UCI Adult, one point per seed", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, out / "fairness.png")
+    plots.plot_fairness(result["rows"], out / "fairness.png")
     cfg = result["config"]
     md = [
         "# The paper's fairness experiment (UCI Adult, sex as the protected attribute)",

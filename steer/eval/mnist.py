@@ -38,7 +38,7 @@ from steer.record import Activations
 from steer.worlds import TensorWorlds
 
 # layer label -> site (the output of each layer after its activation; the logits for the output layer)
-LAYERS: dict[str, str] = {"conv1": "act1", "conv2": "act2", "fc1": "act3", "fc2": "act4", "output": "fc3"}
+LENET_SITES: dict[str, str] = {"conv1": "act1", "conv2": "act2", "fc1": "act3", "fc2": "act4", "output": "fc3"}
 LAST_HIDDEN = "act4"
 TRAININGS = ("ce", "doxastic", "elementary", "fgsm")
 
@@ -166,7 +166,7 @@ def sanity(recordings: dict[str, Activations], worlds: TensorWorlds) -> dict[str
     largest D for each label (the paper: unit d for label d)."""
     max_abs: dict[str, list[float]] = {}
     argmax_output: list[int] = []
-    for layer, site in LAYERS.items():
+    for layer, site in LENET_SITES.items():
         strengths = digit_strengths(recordings[site], worlds)
         max_abs[layer] = [float(strengths[d].D.abs().max()) for d in range(10)]
         if layer == "output":
@@ -240,7 +240,7 @@ def correctness(recordings: dict[str, Activations], labels: Tensor) -> dict[str,
     """Figure 4: per layer, 2-D PCA of the worlds' activation vectors and the silhouette of the digit clusters
     (in the full activation space and in the 2-D projection)."""
     out: dict[str, Any] = {}
-    for layer, site in LAYERS.items():
+    for layer, site in LENET_SITES.items():
         X = recordings[site].X[:, 0, :]
         coords, share = pca(X, 2)
         out[layer] = {
@@ -254,9 +254,9 @@ def correctness(recordings: dict[str, Activations], labels: Tensor) -> dict[str,
     return out
 
 
-def record_layers(net: Network, worlds: TensorWorlds) -> dict[str, Activations]:
-    """Every layer of :data:`LAYERS` recorded in one pass."""
-    got = net.record(worlds, list(LAYERS.values()))
+def record_lenet(net: Network, worlds: TensorWorlds) -> dict[str, Activations]:
+    """Every layer of :data:`LENET_SITES` recorded in one pass."""
+    got = net.record(worlds, list(LENET_SITES.values()))
     assert isinstance(got, dict)
     return got
 
@@ -319,7 +319,7 @@ def run_mnist(cfg: MnistExperiment, progress: bool = True) -> dict[str, Any]:
     for training, seed in tqdm(runs, desc="models", disable=not progress):
         model, log = train_lenet(x[split.train], y[split.train], TrainConfig(training, cfg.epochs, seed=seed))
         net = Network(model, f"lenet5-{training}-seed{seed}")
-        recs = record_layers(net, worlds)
+        recs = record_lenet(net, worlds)
         faith = digit_flips(
             net, recs[LAST_HIDDEN], worlds, x[split.held_out], y[split.held_out], cfg.k, cfg.coeffs, cfg.random_seeds
         )

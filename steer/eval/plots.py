@@ -216,3 +216,18 @@ def _digit_color(d: int) -> Any:
     import matplotlib
 
     return matplotlib.colormaps["tab10"](d)
+
+
+def plot_fairness(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Test accuracy against the equalised-odds difference, one point per (variant, seed)."""
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == name]
+        ax.scatter([r["eo"] for r in rs], [r["accuracy"] for r in rs], label=name, s=18)
+    ax.set_xlabel("equalised-odds difference (lower is fairer)")
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=7)
+    ax.set_title("income classifier on UCI Adult, one point per seed", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
