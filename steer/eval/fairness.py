@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from steer.eval.datasets import Adult
 from steer.eval.metrics import fairness_gaps
+from steer.eval.training import fit
 from steer.losses import reasons_difference
 
 TRAININGS = ("ce", "rd", "reweighing")
@@ -80,32 +81,22 @@ def train_income(data: Adult, config: FairConfig) -> tuple[IncomeMLP, dict[str, 
     """Train an :class:`IncomeMLP` on the training rows; returns the model (eval mode) and a log."""
     torch.manual_seed(config.seed)
     model = IncomeMLP(data.x_train.shape[1])
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    g = torch.Generator().manual_seed(config.seed)
     x, y, group = data.x_train, data.y_train, data.group_train
     weights = reweighing_weights(y, group) if config.training == "reweighing" else torch.ones(len(y))
-    log: dict[str, Any] = {"config": asdict(config), "loss": []}
-    t0 = time.perf_counter()
-    for _ in range(config.epochs):
-        model.train()
-        perm = torch.randperm(len(x), generator=g)
-        total = 0.0
-        for b in range(0, len(x), config.batch_size):
-            idx = perm[b : b + config.batch_size]
-            logit = model(x[idx])
-            yb = y[idx]
-            loss = (F.binary_cross_entropy_with_logits(logit, yb.float(), reduction="none") * weights[idx]).mean()
-            if config.training == "rd":
-                s = torch.sigmoid(logit) if config.rd_on == "probability" else logit
-                loss = loss + config.rd_weight * reasons_difference(s, yb.bool(), group[idx].bool())
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        log["loss"].append(total / len(x))
-    model.eval()
-    log["seconds"] = time.perf_counter() - t0
-    return model, log
+
+    def batch_loss(idx: Tensor) -> Tensor:
+        logit = model(x[idx])
+        yb = y[idx]
+        loss = (F.binary_cross_entropy_with_logits(logit, yb.float(), reduction="none") * weights[idx]).mean()
+        if config.training == "rd":
+            s = torch.sigmoid(logit) if config.rd_on == "probability" else logit
+            loss = loss + config.rd_weight * reasons_difference(s, yb.bool(), group[idx].bool())
+        return loss
+
+    log = fit(
+        model, len(x), batch_loss, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+    )
+    return model, {"config": asdict(config), **log}
 
 
 def evaluate(model: nn.Module, data: Adult) -> dict[str, float]:

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from steer.eval.datasets import load_mnist, mnist_split
 from steer.eval.metrics import pca, rate, silhouette_score
+from steer.eval.training import fit
 from steer.losses import doxastic_loss, elementary_loss
 from steer.network import Network
 from steer.neurons import Strengths
@@ -98,35 +99,33 @@ def train_lenet(x: Tensor, y: Tensor, config: TrainConfig, progress: bool = Fals
     """Train a LeNet-5 with Adam; returns the model (in eval mode) and a log (loss per epoch, seconds)."""
     torch.manual_seed(config.seed)
     model = LeNet5()
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-    g = torch.Generator().manual_seed(config.seed)
-    log: dict[str, Any] = {"config": asdict(config), "loss": []}
-    t0 = time.perf_counter()
-    for _ in tqdm(range(config.epochs), desc=f"training ({config.loss}, seed {config.seed})", disable=not progress):
-        model.train()
-        perm = torch.randperm(len(x), generator=g)
-        total = 0.0
-        for b in range(0, len(x), config.batch_size):
-            idx = perm[b : b + config.batch_size]
-            xb, yb = x[idx], y[idx]
-            if config.loss == "fgsm":
-                x_adv = fgsm(model, xb, yb, config.fgsm_eps)
-                loss = 0.5 * F.cross_entropy(model(xb), yb) + 0.5 * F.cross_entropy(model(x_adv), yb)
-            else:
-                logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                if config.loss == "doxastic":
-                    loss = loss + config.reasons_weight * doxastic_loss(logits, yb)
-                elif config.loss == "elementary":
-                    loss = loss + config.reasons_weight * elementary_loss(logits, yb)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        log["loss"].append(total / len(x))
-    model.eval()
-    log["seconds"] = time.perf_counter() - t0
-    return model, log
+
+    def batch_loss(idx: Tensor) -> Tensor:
+        xb, yb = x[idx], y[idx]
+        if config.loss == "fgsm":
+            x_adv = fgsm(model, xb, yb, config.fgsm_eps)
+            return 0.5 * F.cross_entropy(model(xb), yb) + 0.5 * F.cross_entropy(model(x_adv), yb)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        if config.loss == "doxastic":
+            loss = loss + config.reasons_weight * doxastic_loss(logits, yb)
+        elif config.loss == "elementary":
+            loss = loss + config.reasons_weight * elementary_loss(logits, yb)
+        return loss
+
+    desc = f"training ({config.loss}, seed {config.seed})"
+    log = fit(
+        model,
+        len(x),
+        batch_loss,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        seed=config.seed,
+        desc=desc,
+        progress=progress,
+    )
+    return model, {"config": asdict(config), **log}
 
 
 def accuracy(model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1000) -> float:
