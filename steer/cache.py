@@ -101,15 +101,16 @@ def file_sha256(path: Path) -> str:
 
 # ------------------------------------------------------------------------------------------------ models
 
-_MODELS: dict[tuple[str, str], Model] = {}
+_MODELS: dict[tuple[str, str, str], Model] = {}
 
 
-def cached_model(spec: Model | str | None = None, dtype: str = "float32") -> Model:
+def cached_model(spec: Model | str | None = None, dtype: str = "float32", device: str = "cpu") -> Model:
     """A loaded Model (passed through as it is), or a spec loaded once per process and kept.
 
     Args:
         spec: a :class:`steer.Model`, or a spec for :func:`steer.load_model` (default ``"default"``).
         dtype: the dtype to load a spec in.
+        device: the device to load a spec on.
 
     Returns:
         The model.
@@ -118,9 +119,9 @@ def cached_model(spec: Model | str | None = None, dtype: str = "float32") -> Mod
 
     if isinstance(spec, Model):
         return spec
-    key = (str(spec or "default"), dtype)
+    key = (str(spec or "default"), dtype, device)
     if key not in _MODELS:
-        _MODELS[key] = load_model(key[0], dtype=dtype)
+        _MODELS[key] = load_model(key[0], dtype=dtype, device=device)
     return _MODELS[key]
 
 

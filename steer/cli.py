@@ -19,7 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from steer.interventions import APPLY_TO, RULES
+from steer.export import FORMATS
+from steer.interventions import APPLY_TO, RULES, Direction
 from steer.record import REDUCTIONS, SITES, format_layers, parse_layers
 from steer.selection import SCORES
 from steer.steering import GenerationConfig, SteerConfig
@@ -67,7 +68,8 @@ def _common_model(p: argparse.ArgumentParser) -> None:
         default="default",
         help="'default', 'bundled' (SmolLM2-135M-Instruct, offline), a hub id, a model dir or a .gguf file",
     )
-    p.add_argument("--dtype", default="float32", help="float32 (default) or bfloat16")
+    p.add_argument("--dtype", default="float32", help="float32 (default), bfloat16 or float16")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or mps")
 
 
 def _common_worlds(p: argparse.ArgumentParser) -> None:
@@ -107,6 +109,19 @@ def _units(p: argparse.ArgumentParser, position_help: str) -> None:
 
 
 def _steer_options(p: argparse.ArgumentParser) -> None:
+    _selection_options(p)
+    p.add_argument(
+        "--apply-to", default=None, choices=list(APPLY_TO), help=f"token positions rewritten {_default(STEER.apply_to)}"
+    )
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help=_default(GEN.max_new_tokens))
+    p.add_argument("--seed", type=int, default=None, help=f"sampling seed {_default(GEN.seed)}")
+    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
+    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
+    p.add_argument("--compiled", action="store_true", help="steer through the exported form (edited weights, no hooks)")
+
+
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    """Which units steer (the SteerConfig fields) and how they are rewritten (rule, coeff)."""
     p.add_argument(
         "--worlds", default=None, help="prompt set defining the propositions (default prompts/sentiment.jsonl)"
     )
@@ -128,13 +143,6 @@ def _steer_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"the rule's coefficient {_default(STEER.coeff)} for {STEER.rule}; another rule: its own default",
     )
-    p.add_argument(
-        "--apply-to", default=None, choices=list(APPLY_TO), help=f"token positions rewritten {_default(STEER.apply_to)}"
-    )
-    p.add_argument("--max-new-tokens", type=positive_int, default=None, help=_default(GEN.max_new_tokens))
-    p.add_argument("--seed", type=int, default=None, help=f"sampling seed {_default(GEN.seed)}")
-    p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
-    p.add_argument("--chat", action="store_true", help="wrap the prompt in the model's chat template")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,6 +189,39 @@ def build_parser() -> argparse.ArgumentParser:
         esub.add_parser("flip", help="do the units flip the model's classification? (paper protocol + controls)")
     )
     _steering_eval_parser(esub.add_parser("steer", help="generation quality of neuron steering against baselines"))
+
+    x = sub.add_parser(
+        "export",
+        help="write neuron steering for serving engines: a llama.cpp control vector, EasySteer direction files, "
+        "or an edited checkpoint",
+    )
+    x.add_argument(
+        "neurons",
+        nargs="?",
+        default=None,
+        help="a saved neuron set (.json); default: the set steer generate uses for --toward",
+    )
+    _common_model(x)
+    _selection_options(x)
+    x.add_argument("--format", default="control-vector", choices=list(FORMATS), help="(default: control-vector)")
+    x.add_argument("--out", required=True, help="the .gguf file (control-vector) or directory (pt, model) to write")
+    x.add_argument(
+        "--toward",
+        default=None,
+        help="the proposition to steer toward (default: positive); with a saved set it must be the set's own",
+    )
+    x.add_argument("--away", action="store_true", help="push away from the proposition instead of toward it")
+    x.add_argument(
+        "--skip-layer-0",
+        action="store_true",
+        help="select units from layers 1.. only (llama.cpp cannot steer layer 0), so export and in-process agree",
+    )
+    x.add_argument(
+        "--drop-layer-0",
+        action="store_true",
+        help="export although layer 0 is steered, leaving its vector out (no longer equal to in-process steering)",
+    )
+    x.add_argument("--quiet", action="store_true", help="no progress bars")
 
     d = sub.add_parser("demo", help="the main job: find sentiment neurons, then steer a few prompts both ways")
     _common_model(d)
@@ -288,7 +329,7 @@ def _find(
     from steer.models import load_model
     from steer.record import Activations, record, site_width
 
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
     worlds = _load_worlds(args).with_fields_for(args.proposition)
     worlds.proposition(args.proposition)  # a bad proposition fails before anything is recorded
     per_layer = getattr(args, "per_layer", False)
@@ -390,15 +431,15 @@ def _steering(args: argparse.Namespace, model: Model) -> tuple[SteerConfig, Gene
         k=args.k,
         rule=args.rule,
         coeff=args.coeff,
-        apply_to=args.apply_to,
+        apply_to=getattr(args, "apply_to", None),
     )
     gen = _given(
         GEN,
         {
-            "max_new_tokens": args.max_new_tokens,
-            "seed": args.seed,
-            "do_sample": False if args.greedy else None,
-            "chat": args.chat or None,
+            "max_new_tokens": getattr(args, "max_new_tokens", None),
+            "seed": getattr(args, "seed", None),
+            "do_sample": False if getattr(args, "greedy", False) else None,
+            "chat": getattr(args, "chat", False) or None,
         },
     )
     return cfg, gen
@@ -419,14 +460,22 @@ def cmd_generate(args: argparse.Namespace) -> None:
     from steer.steering import generate
 
     STEER.resolve(rule=args.rule, coeff=args.coeff, apply_to=args.apply_to)  # bad values fail before loading
-    model = cached_model(args.model, args.dtype)
+    model = cached_model(args.model, args.dtype, args.device)
     cfg, gen = _steering(args, model)
     print(f"model {model.name}; prompt: {args.prompt!r}")
     for i in range(args.n):
         seed = (gen.seed or 0) + i
         g = replace(gen, seed=seed)
         plain = generate(args.prompt, toward=None, model=model, worlds=args.worlds, config=cfg, generation=g)
-        steered = generate(args.prompt, toward=args.toward, model=model, worlds=args.worlds, config=cfg, generation=g)
+        steered = generate(
+            args.prompt,
+            toward=args.toward,
+            model=model,
+            worlds=args.worlds,
+            config=cfg,
+            generation=g,
+            compiled=args.compiled,
+        )
         cp, cs = vader_compound([plain, steered])
         print(f"\n[seed {seed}]")
         print(_columns(f"unsteered (VADER {cp:+.2f})", plain, f"toward {args.toward} (VADER {cs:+.2f})", steered))
@@ -449,7 +498,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     t0 = time.time()
     STEER.resolve(rule=args.rule, coeff=args.coeff, apply_to=args.apply_to)  # bad values fail before loading
-    model = cached_model(args.model, args.dtype)
+    model = cached_model(args.model, args.dtype, args.device)
     cfg, gen = _steering(args, model)
     worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=cfg.template)
     print(
@@ -470,7 +519,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
     for prompt in args.prompts or DEMO_PROMPTS:
         outs = {
-            t: generate(prompt, toward=t, model=model, worlds=worlds, config=cfg, generation=gen)
+            t: generate(
+                prompt, toward=t, model=model, worlds=worlds, config=cfg, generation=gen, compiled=args.compiled
+            )
             for t in (None, "positive", "negative")
         }
         scores = dict(zip(outs, vader_compound(list(outs.values()))))
@@ -486,7 +537,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from steer.eval.metrics import format_rate
     from steer.models import load_model
 
-    model = load_model(args.model, dtype=args.dtype)
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
     if args.mode == "flip":
         c = harness.FlipConfig()
         units = _given(
@@ -547,10 +598,90 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"\nreport: {args.out}/report.md")
 
 
+SERVE_HINTS = {
+    "control-vector": (
+        "llama.cpp: llama-cli -m <the model's .gguf> --control-vector {out}   (llama-server takes the same flag; "
+        "scale it with --control-vector-scaled {out} S)"
+    ),
+    "pt": (
+        "EasySteer: one SteerVectorRequest per layer from {out}/easysteer.json (steer_vector_local_path = "
+        "{out}/layer_<k>.pt, target_layers [k]); any other engine: {out}/directions.safetensors"
+    ),
+    "model": (
+        "transformers: AutoModelForCausalLM.from_pretrained('{out}') plus {out}/control_vector.gguf added after each "
+        "block (steer.export.control_vector_hooks); llama.cpp: convert_hf_to_gguf.py {out}, then "
+        "llama-cli -m <converted .gguf> --control-vector {out}/control_vector.gguf"
+    ),
+}
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from steer.export import export_form, export_steering
+    from steer.neurons import NeuronSet
+    from steer.resources import DEFAULT_PROMPT_SET
+    from steer.steering import proposition_spec, steering_neurons
+    from steer.worlds import Worlds
+
+    STEER.resolve(rule=args.rule, coeff=args.coeff)  # bad values fail before loading
+    if args.skip_layer_0 and args.drop_layer_0:
+        raise ValueError("--skip-layer-0 selects units without layer 0; --drop-layer-0 is then not needed")
+    model = load_model_for(args)
+    cfg, _ = _steering(args, model)
+    if args.neurons is not None:
+        given = [f for f in ("worlds", "template", "site", "reduce", "layers", "score", "k") if getattr(args, f)]
+        if given or args.skip_layer_0:
+            flags = ", ".join(f"--{f}" for f in given) or "--skip-layer-0"
+            raise ValueError(f"{flags} choose the units of the default set; a saved neuron set has its own units")
+        ns = NeuronSet.load(args.neurons, model=model)
+        name = ns.proposition.get("name")
+        if args.toward is not None and name not in (args.toward, proposition_spec(args.toward)):
+            raise ValueError(
+                f"--toward {args.toward} is not this neuron set's proposition ({name}); use --away to push away from it"
+            )
+    else:
+        if args.skip_layer_0:
+            layers = cfg.layers if cfg.layers is not None else tuple(range(model.n_layers))
+            if layers == (0,):
+                raise ValueError("--skip-layer-0 with --layers 0 leaves no layer")
+            cfg = replace(cfg, layers=tuple(layer for layer in layers if layer != 0))
+        worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=cfg.template)
+        ns = steering_neurons(model, worlds, args.toward or "positive", cfg, progress=not args.quiet)
+    direction: Direction = "away" if args.away else "toward"
+    form = export_form(model, ns, cfg.rule, cfg.coeff, direction)
+    used = sorted({u.layer for u in ns.units_for + ns.units_against})
+    print(
+        f"model {model.name}; neuron set: {ns.k} units for and against {ns.proposition.get('name')!r} "
+        f"(site {ns.site}, score {ns.score}, layers {format_layers(used)}); rule {cfg.rule}, coeff "
+        f"{form.metadata['coeff']:g}, {direction}; weights changed: {'yes' if form.changes_weights else 'no'}"
+    )
+    if args.drop_layer_0 and form.layer0_share() > 0:
+        print(f"dropping layer 0: {form.layer0_share():.1%} of the steering's mass is left out (not exact any more)")
+    path = export_steering(
+        model,
+        ns,
+        args.format,
+        args.out,
+        rule=cfg.rule,
+        coeff=cfg.coeff,
+        direction=direction,
+        drop_layer_0=args.drop_layer_0,
+    )
+    print(f"wrote {path} ({args.format})")
+    print("serve it with " + SERVE_HINTS[args.format].format(out=path))
+
+
+def load_model_for(args: argparse.Namespace) -> Model:
+    """The model of ``--model``/``--dtype``/``--device``, loaded once per process."""
+    from steer.cache import cached_model
+
+    return cached_model(args.model, args.dtype, args.device)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "find": cmd_find,
     "stability": cmd_stability,
     "generate": cmd_generate,
+    "export": cmd_export,
     "demo": cmd_demo,
     "eval": cmd_eval,
 }

@@ -119,6 +119,11 @@ class Model:
         return next(self.bridge.parameters()).dtype
 
     @property
+    def device(self) -> torch.device:
+        """Where the weights are; token batches from :meth:`tokenize` and :meth:`pad` are put there too."""
+        return next(self.bridge.parameters()).device
+
+    @property
     def identity(self) -> dict[str, Any]:
         return {k: self.provenance.get(k) for k in IDENTITY_KEYS}
 
@@ -141,7 +146,8 @@ class Model:
         return self.pad([self.encode(t, add_special_tokens) for t in texts])
 
     def pad(self, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
-        """Left-pad token id sequences with the pad token: (ids, attention_mask), both [batch, pos]."""
+        """Left-pad token id sequences with the pad token: (ids, attention_mask), both [batch, pos], on the model's
+        device."""
         width = max((len(s) for s in seqs), default=0)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([[pad] * (width - len(s)) + list(s) for s in seqs], dtype=torch.long).reshape(
@@ -150,7 +156,7 @@ class Model:
         mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], dtype=torch.long).reshape(
             len(seqs), width
         )
-        return ids, mask
+        return ids.to(self.device), mask.to(self.device)
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, {self.n_layers} layers, d_mlp={self.d_mlp}, d_model={self.d_model}, {self.dtype})"
@@ -180,6 +186,7 @@ def _boot(path_or_id: str, dtype: torch.dtype, device: str, provenance: dict[str
         "d_model": int(cfg.d_model),
         "d_mlp": int(cfg.d_mlp),
         "dtype": str(dtype).removeprefix("torch."),
+        "device": device,
         "versions": versions(),
     }
     return Model(bridge, tok, provenance)
@@ -196,7 +203,7 @@ def load_model(
     Args:
         spec: ``default``, ``bundled``, a hub id, a local HF model directory or a ``.gguf`` file.
         dtype: float32 (default), bfloat16 or float16.
-        device: a torch device (``cpu``, ``cuda``...).
+        device: a torch device (``cpu``, ``cuda``, ``cuda:1``, ``mps``); one that is not here is an error.
 
     Returns:
         A :class:`Model`.
@@ -204,6 +211,7 @@ def load_model(
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
+    device = check_device(device)
     spec = str(spec)
     if spec == "default":
         return _load_default(torch_dtype, device)
@@ -228,6 +236,24 @@ def load_model(
     if spec.startswith((".", "/", "~")) or spec.endswith(".gguf"):
         raise ModelLoadError(f"model path {spec} does not exist")
     return load_hub(spec, torch_dtype, device)
+
+
+def check_device(device: str) -> str:
+    """``device`` when this machine has it, else a ValueError naming what it has."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count()
+        if n == 0 or (dev.index is not None and dev.index >= n):
+            raise ValueError(f"device {device!r} is not available here ({n} CUDA device(s)); use cpu")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device {device!r} is not available here (no MPS backend); use cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"unsupported device {device!r}; use cpu, cuda, cuda:N or mps")
+    return str(dev)
 
 
 def _load_default(dtype: torch.dtype, device: str) -> Model:

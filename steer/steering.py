@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 import torch
 
+from steer.export import SteeringExport, compile_edits, compile_steering
 from steer.interventions import (
     APPLY_TO,
     Direction,
@@ -52,6 +53,9 @@ class Steerer:
         direction: ``toward`` the neuron set's proposition, or ``away`` from it.
         apply_to: which token positions are rewritten (``all``, ``prompt``, ``generated``, ``last-prompt``).
         on_call: called as ``on_call(key, start, n_positions)`` by every hook call (for tests and tracing).
+        compiled: apply the exported form instead of per-unit hooks (:func:`steer.export.compile_steering`: a bias
+            on each steered layer's W_down and scaled W_down columns, restored on exit). Equal to the hook path to
+            float rounding, at the speed of the unsteered model; needs ``apply_to="all"`` and an affine rule.
     """
 
     def __init__(
@@ -63,6 +67,7 @@ class Steerer:
         direction: Direction = "toward",
         apply_to: str = "all",
         on_call: Callable[[str, int, int], None] | None = None,
+        compiled: bool = False,
     ):
         self.intervention = Intervention(rule, coeff, direction, apply_to)
         if neurons is not None:
@@ -72,7 +77,11 @@ class Steerer:
         self.site = None if neurons is None else neurons.site
         self.edits = {} if neurons is None else neuron_edits(neurons, self.intervention)
         self.tracker = PositionTracker()
+        self.compiled = compiled
         self._ctx: Any = None
+        self._form: SteeringExport | None = None
+        if compiled:
+            self._form = compile_edits(model, self.site or "mlp", self.edits, apply_to)
 
     @classmethod
     def from_edits(cls, model: Model, site: str, edits: Mapping[int, LayerEdit], apply_to: str = "all") -> Steerer:
@@ -95,6 +104,13 @@ class Steerer:
         return s
 
     @property
+    def exported(self) -> SteeringExport:
+        """This Steerer's rewrite in exported form (vectors after blocks, scaled W_down columns)."""
+        if self._form is None:
+            self._form = compile_edits(self.model, self.site or "mlp", self.edits, self.apply_to)
+        return self._form
+
+    @property
     def rule(self) -> Rule:
         return get_rule(self.intervention.rule)
 
@@ -113,7 +129,10 @@ class Steerer:
         if self._ctx is not None:
             raise RuntimeError("this Steerer is already active")
         self.tracker.reset()
-        self._ctx = self.model.bridge.hooks(fwd_hooks=self.fwd_hooks())
+        if self.compiled:
+            self._ctx = compile_steering(self.model, self.exported)
+        else:
+            self._ctx = self.model.bridge.hooks(fwd_hooks=self.fwd_hooks())
         self._ctx.__enter__()
         return self
 
@@ -365,8 +384,10 @@ def generate(
     model: Model | str | None = None,
     worlds: Worlds | str | None = None,
     dtype: str = "float32",
+    device: str = "cpu",
     config: SteerConfig | None = None,
     generation: GenerationConfig | None = None,
+    compiled: bool = False,
     **overrides: Any,
 ) -> str: ...
 
@@ -379,8 +400,10 @@ def generate(
     model: Model | str | None = None,
     worlds: Worlds | str | None = None,
     dtype: str = "float32",
+    device: str = "cpu",
     config: SteerConfig | None = None,
     generation: GenerationConfig | None = None,
+    compiled: bool = False,
     **overrides: Any,
 ) -> list[str]: ...
 
@@ -392,8 +415,10 @@ def generate(
     model: Model | str | None = None,
     worlds: Worlds | str | None = None,
     dtype: str = "float32",
+    device: str = "cpu",
     config: SteerConfig | None = None,
     generation: GenerationConfig | None = None,
+    compiled: bool = False,
     **overrides: Any,
 ) -> str | list[str]:
     """Steered continuations of ``prompts`` toward a proposition of the world set.
@@ -405,8 +430,10 @@ def generate(
         model: a loaded Model or a spec (default ``"default"``), loaded once per process.
         worlds: a Worlds or a prompt-set path (default ``prompts/sentiment.jsonl``, with ``config.template``).
         dtype: the dtype a model spec is loaded in.
+        device: the device a model spec is loaded on (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
         config: which units and how to rewrite them (default :class:`SteerConfig`).
         generation: how to decode (default :class:`GenerationConfig`).
+        compiled: steer through the exported form (edited weights, no hooks; see :class:`Steerer`).
         **overrides: fields of either config, e.g. ``k=200, coeff=4, max_new_tokens=30, seed=1``.
 
     Returns:
@@ -423,11 +450,11 @@ def generate(
         {k: v for k, v in overrides.items() if k not in steer_names},
         "steering or generation",
     )
-    m = cached_model(model, dtype)
+    m = cached_model(model, dtype, device)
     if toward is None:
         return Steerer(m, None).generate(prompts, gen)
     if not isinstance(worlds, Worlds):
         worlds = Worlds.from_file(worlds or DEFAULT_PROMPT_SET, template=cfg.template)
     ns = steering_neurons(m, worlds, toward, cfg)
     iv = cfg.intervention
-    return Steerer(m, ns, rule=iv.rule, coeff=iv.coeff, apply_to=iv.apply_to).generate(prompts, gen)
+    return Steerer(m, ns, rule=iv.rule, coeff=iv.coeff, apply_to=iv.apply_to, compiled=compiled).generate(prompts, gen)
