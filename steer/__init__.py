@@ -3,9 +3,10 @@
 Data flow: prompt set -> :class:`Worlds` -> :func:`record` (reasons vectors, :class:`Activations`) ->
 :meth:`Activations.strength` (doxastic strength D, :class:`Strengths`) -> :meth:`Strengths.top` (a
 :class:`NeuronSet`) -> :class:`Steerer` (an :class:`Intervention` rewriting the units during generation).
-One call: ``steer.generate("The hotel was", toward="positive")``. Any other PyTorch network enters through
-:class:`Network` (sites are module paths) and :class:`TensorWorlds`, and feeds the same types; reasons-based training
-losses are in :mod:`steer.losses`. The evaluation harness is :mod:`steer.eval`.
+One call: ``steer.generate("The hotel was", toward="positive")``; :mod:`steer.export` takes the steering out of
+the process (a llama.cpp control vector, EasySteer direction files, an edited checkpoint). Any other PyTorch network
+enters through :class:`Network` (sites are module paths) and :class:`TensorWorlds`, and feeds the same types;
+reasons-based training losses are in :mod:`steer.losses`. The evaluation harness is :mod:`steer.eval`.
 """
 
 __version__ = "0.2.0"
@@ -13,6 +14,18 @@ __version__ = "0.2.0"
 from steer.artifacts import ArtifactMismatchError
 from steer.cache import cache_dir, cached_model, cached_neurons, cached_recording
 from steer.explain import Explanation, candidate_propositions, explain_unit, sanity_checks
+from steer.export import (
+    FORMATS,
+    ControlVectorFile,
+    ExportError,
+    SteeringExport,
+    compile_steering,
+    control_vector_hooks,
+    export_form,
+    export_steering,
+    read_control_vector,
+    write_control_vector,
+)
 from steer.find import FindResult, find_units, format_find, format_trust, trust_report
 from steer.interventions import (
     APPLY_TO,
@@ -44,6 +57,7 @@ __all__ = [
     "DEFAULT_PROMPT_SET",
     "DIRECTIONS",
     "D_SCORES",
+    "FORMATS",
     "NORMALIZATIONS",
     "PROMPTS_DIR",
     "REDUCTIONS",
@@ -54,7 +68,9 @@ __all__ = [
     "Affine",
     "ArtifactMismatchError",
     "Bootstrap",
+    "ControlVectorFile",
     "Explanation",
+    "ExportError",
     "FindResult",
     "GenerationConfig",
     "Intervention",
@@ -68,6 +84,7 @@ __all__ = [
     "Rule",
     "SteerConfig",
     "Steerer",
+    "SteeringExport",
     "Strengths",
     "Template",
     "TensorWorlds",
@@ -86,10 +103,14 @@ __all__ = [
     "cached_neurons",
     "cached_recording",
     "candidate_propositions",
+    "compile_steering",
+    "control_vector_hooks",
     "doxastic_loss",
     "doxastic_strength",
     "elementary_loss",
     "explain_unit",
+    "export_form",
+    "export_steering",
     "find_units",
     "format_find",
     "format_trust",
@@ -103,6 +124,7 @@ __all__ = [
     "plot_stability",
     "plot_strength_by_layer",
     "prediction_set",
+    "read_control_vector",
     "reasons_difference",
     "record",
     "register_rule",
@@ -111,4 +133,5 @@ __all__ = [
     "score_units",
     "steering_neurons",
     "trust_report",
+    "write_control_vector",
 ]

@@ -206,7 +206,7 @@ def test_reader_refuses_what_llama_cpp_refuses(tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(ExportError, match="direction.0"):
+    with pytest.raises(ExportError, match=r"direction\.0"):
         read_control_vector(tmp_path / "zero.gguf")
 
 
@@ -236,9 +236,9 @@ def test_compiled_restores_weights_after_an_error_and_when_nested(tiny_model, se
 
 def test_device_is_checked():
     assert check_device("cpu") == "cpu"
-    with pytest.raises(ValueError, match="not available here|unsupported|unknown"):
+    with pytest.raises(ValueError, match=r"not available here|unsupported|unknown"):
         check_device("cuda:7" if not torch.cuda.is_available() else "cuda:999")
-    with pytest.raises(ValueError, match="unknown device|unsupported"):
+    with pytest.raises(ValueError, match=r"unknown device|unsupported"):
         check_device("tpu")
 
 
