@@ -121,7 +121,9 @@ class Model:
     @property
     def device(self) -> torch.device:
         """Where the weights are; token batches from :meth:`tokenize` and :meth:`pad` are put there too."""
-        return next(self.bridge.parameters()).device
+        params = getattr(self.bridge, "parameters", None)
+        first = next(params(), None) if callable(params) else None
+        return first.device if first is not None else torch.device("cpu")  # a stand-in bridge (tests) has none
 
     @property
     def identity(self) -> dict[str, Any]:

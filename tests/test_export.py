@@ -305,3 +305,18 @@ def test_export_cli_errors(tiny_model, sets, tmp_path, capsys):
     assert rc == 0 and (tmp_path / "pt" / "easysteer.json").is_file()
     rc = main(["export", str(path), "--model", model, "--device", "cuda:99", "--out", str(tmp_path / "b.gguf")])
     assert rc == 2 and "cuda:99" in capsys.readouterr().err
+
+
+def test_repeng_reads_our_file(tiny_model, sets, tmp_path):
+    """repeng's own reader, where it imports (repeng 0.4.0 does not with NumPy 2: it uses np.float_)."""
+    try:
+        from repeng import ControlVector
+    except Exception as e:  # not installed, or broken by its pins (transformers < 5, NumPy 1)
+        pytest.skip(f"repeng does not import here ({type(e).__name__}: {e})")
+    form = export_form(tiny_model, sets["mlp"], "additive", 4.0)
+    path = write_control_vector(form, tmp_path / "v.gguf")
+    cv = ControlVector.import_gguf(str(path))
+    assert cv.model_type == form.model_hint
+    assert sorted(cv.directions) == list(range(1, tiny_model.n_layers))
+    for k in cv.directions:
+        assert np.array_equal(np.asarray(cv.directions[k]), form.dense()[k].numpy())
