@@ -113,11 +113,17 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    replace_dir(tmp, target)
+
+
+def replace_dir(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Put the complete directory ``src`` under the name ``target``, replacing what was there (a sibling of it)."""
+    src, target = Path(src), Path(target)
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.replace(target, old / "content")
-    os.replace(tmp, target)
+    os.replace(src, target)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

@@ -190,6 +190,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _steering_eval_parser(esub.add_parser("steer", help="generation quality of neuron steering against baselines"))
 
+    r = sub.add_parser(
+        "record", help="record the worlds' activations at a site (resumable), for reuse with --recording"
+    )
+    _common_model(r)
+    _common_worlds(r)
+    r.add_argument("--site", default="mlp", choices=list(SITES))
+    r.add_argument("--layers", default=None, help="all (default), 23, -1, 0,5,10 or 18-23")
+    r.add_argument(
+        "--reduce", default="last", choices=list(REDUCTIONS), help="a world's last token or its mean (default: last)"
+    )
+    r.add_argument("--batch-size", type=positive_int, default=16)
+    r.add_argument("--shard-size", type=positive_int, default=1024, help="worlds per shard on disk (default: 1024)")
+    r.add_argument(
+        "--out", required=True, help="the recording's directory; rerunning the same command resumes an interrupted one"
+    )
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+
     x = sub.add_parser(
         "export",
         help="write neuron steering for serving engines: a llama.cpp control vector, EasySteer direction files, "
@@ -670,6 +687,49 @@ def cmd_export(args: argparse.Namespace) -> None:
     print("serve it with " + SERVE_HINTS[args.format].format(out=path))
 
 
+def cmd_record(args: argparse.Namespace) -> None:
+    from steer.models import load_model
+    from steer.record import record
+
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    worlds = _load_worlds(args)
+    layers = parse_layers(args.layers, model.n_layers)
+    print(
+        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
+        f"template {worlds.template.name!r}, site {args.site}, reduce {args.reduce}, layers {format_layers(layers)}",
+        flush=True,
+    )
+    acts = record(
+        model,
+        worlds,
+        site=args.site,
+        layers=layers,
+        reduce=args.reduce,
+        batch_size=args.batch_size,
+        out=args.out,
+        shard_size=args.shard_size,
+        progress=not args.quiet,
+    )
+    out = Path(args.out)
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
+    n_shards = len(list(out.glob("shard-*.safetensors")))
+    print(
+        f"recorded {acts.n_worlds} worlds x {len(acts.layers)} layers x {acts.width} units into {out}/ "
+        f"({size / 2**20:.1f} MiB in {n_shards} shard(s))"
+    )
+    flags = (
+        ("--model", args.model),
+        ("--worlds", args.worlds),
+        ("--template", args.template),
+        ("--template-file", args.template_file),
+        ("--text-field", args.text_field),
+        ("--n", args.n),
+        ("--seed", args.seed),
+    )
+    same = " ".join(f"{flag} {value}" for flag, value in flags if value is not None)
+    print(f"reuse it: steer find {same} --site {args.site} --recording {out} --proposition label=positive")
+
+
 def load_model_for(args: argparse.Namespace) -> Model:
     """The model of ``--model``/``--dtype``/``--device``, loaded once per process."""
     from steer.cache import cached_model
@@ -682,6 +742,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "stability": cmd_stability,
     "generate": cmd_generate,
     "export": cmd_export,
+    "record": cmd_record,
     "demo": cmd_demo,
     "eval": cmd_eval,
 }

@@ -15,15 +15,24 @@ world, never the full [batch, pos, units] tensor. Activations are stored as floa
 
 With ``out=DIR`` the worlds are processed in shards of ``shard_size`` and each shard is written to disk as it
 completes (safetensors), so large N never sits in memory; the directory appears under its final name only
-when the whole recording is done.
+when the whole recording is done. Until then the shards live in a work directory beside it,
+``.DIR.work-<key>``, keyed by everything the recording depends on (model identity and dtype, the worlds' hash
+and template, site, reduce, layers, batch and shard size). A recording that is interrupted (Ctrl-C, SIGTERM,
+a crash, a full disk, SIGKILL) keeps its finished shards there, and running the same recording again continues
+from the first unfinished shard, with the same result as an uninterrupted run. A shard counts as finished only
+when its file is complete (written to a temporary name, then renamed) and its record (size, sha256, rows),
+written after it, matches the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
+import shutil
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,9 +51,12 @@ from steer.artifacts import (
     FORMAT_VERSION,
     ArtifactMismatchError,
     atomic_dir,
+    atomic_file,
     check_model,
     check_site,
+    content_key,
     read_json,
+    replace_dir,
     write_json_atomic,
 )
 from steer.strength import Normalize
@@ -261,11 +273,34 @@ def _shard_path(path: Path, i: int) -> Path:
     return path / f"shard-{i:05d}.safetensors"
 
 
-def _write_shard(path: Path, i: int, X: Tensor) -> dict[str, Any]:
-    """Write shard i and return what the manifest records of it: its size and sha256."""
+def _write_shard(path: Path, i: int, X: Tensor, mark_done: bool = False) -> dict[str, Any]:
+    """Write shard i (atomically) and, with ``mark_done``, its record beside it (what lets a rerun skip it);
+    return what the manifest records of it: its size and sha256."""
     data = _shard_bytes(X.contiguous())
-    _shard_path(path, i).write_bytes(data)
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    with atomic_file(_shard_path(path, i)) as tmp:
+        tmp.write_bytes(data)
+    meta = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    if mark_done:
+        write_json_atomic(_shard_record(path, i), {**meta, "rows": int(X.shape[0])})
+    return meta
+
+
+def _shard_record(path: Path, i: int) -> Path:
+    return path / f"shard-{i:05d}.done.json"
+
+
+def _finished_shard(path: Path, i: int, rows: int) -> dict[str, Any] | None:
+    """The manifest entry of shard i when a previous run finished it (file and record complete and matching)."""
+    f, rec = _shard_path(path, i), _shard_record(path, i)
+    try:
+        meta = json.loads(rec.read_text())
+        if meta.get("rows") != rows or not f.is_file() or f.stat().st_size != meta.get("bytes"):
+            return None
+        if hashlib.sha256(f.read_bytes()).hexdigest() != meta.get("sha256"):
+            return None
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {"bytes": meta["bytes"], "sha256": meta["sha256"]}
 
 
 def _shard_bytes(X: Tensor) -> bytes:
@@ -350,8 +385,20 @@ def record(
     def run(tmp_dir: Path | None) -> Activations:
         shards, rows, files = [], [], []
         bar = tqdm(total=n, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
+        reused = 0
         for s, start in enumerate(range(0, n, shard_size)):
             idx = np.arange(start, min(start + shard_size, n))
+            done = None if tmp_dir is None else _finished_shard(tmp_dir, s, len(idx))
+            if done is not None:
+                files.append(done)
+                rows.append(len(idx))
+                bar.update(len(idx))
+                reused += 1
+                continue
+            if reused and s == reused:
+                print(
+                    f"steer: resuming the recording in {tmp_dir}: {reused} shard(s) were already done", file=sys.stderr
+                )
             X = _record_shard(model, [tokens[i] for i in idx], lengths[idx], site, layers, reduce, batch_size, bar)
             bad = ~torch.isfinite(X).reshape(len(idx), -1).all(1)
             if bad.any():
@@ -359,7 +406,7 @@ def record(
             if tmp_dir is None:
                 shards.append(X)
             else:
-                files.append(_write_shard(tmp_dir, s, X))
+                files.append(_write_shard(tmp_dir, s, X, mark_done=True))
             rows.append(len(idx))
         bar.close()
         acts = Activations(
@@ -380,9 +427,36 @@ def record(
 
     if out is None:
         return run(None)
-    with atomic_dir(out) as tmp:
-        run(tmp)
+    out = Path(out)
+    work = (
+        out.parent
+        / f".{out.name}.work-{content_key(_work_key(model, worlds, site, reduce, layers, batch_size, shard_size))}"
+    )
+    work.mkdir(parents=True, exist_ok=True)
+    run(work)  # on any exception the finished shards stay in `work` for the next run
+    for f in work.glob("shard-*.done.json"):
+        f.unlink()
+    replace_dir(work, out)
+    for stale in out.parent.glob(f".{out.name}.work-*"):  # work of a recording with other settings: useless now
+        shutil.rmtree(stale, ignore_errors=True)
     return Activations.load(out)
+
+
+def _work_key(
+    model: Model, worlds: Worlds, site: str, reduce: str, layers: list[int], batch_size: int, shard_size: int
+) -> dict[str, Any]:
+    """Everything a recording's shards depend on: the same key continues the same recording."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": model.identity,
+        "dtype": str(model.dtype),
+        "worlds": dict(worlds.provenance),
+        "site": site,
+        "reduce": reduce,
+        "layers": list(layers),
+        "batch_size": batch_size,
+        "shard_size": shard_size,
+    }
 
 
 class _DeepestLayerDone(Exception):
