@@ -366,9 +366,7 @@ def _start_find(tiny_dir, worlds_file, out):
 def _wait_for_recording(out: Path, proc, timeout=120):
     t = time.time()
     while time.time() - t < timeout:
-        if list(out.parent.glob(f".{out.name}.partial-*/.activations.partial-*/shard-*")) or list(
-            out.parent.glob(f".{out.name}.partial-*/.activations.partial-*")
-        ):
+        if list(out.parent.glob(f".{out.name}.partial-*/.activations.work-*")):  # the recording's work directory
             return
         if proc.poll() is not None:
             raise AssertionError(f"finished before it could be interrupted: {proc.communicate()}")

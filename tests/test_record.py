@@ -113,7 +113,9 @@ def test_nan_activations_are_refused(tiny_qwen, toy_records):
             record(tiny_qwen, worlds, site="resid", layers=[1], progress=False)
 
 
-def test_interrupted_recording_leaves_nothing(tiny_qwen, toy_records, tmp_path):
+def test_interrupted_recording_keeps_only_finished_shards(tiny_qwen, toy_records, tmp_path):
+    """Nothing appears under the final name; the hidden work directory holds complete shards only (each with the
+    record that lets a rerun reuse it; see tests/test_record_resume.py)."""
     worlds = Worlds.from_records(toy_records, "plain")
     calls = {"n": 0}
 
@@ -126,7 +128,9 @@ def test_interrupted_recording_leaves_nothing(tiny_qwen, toy_records, tmp_path):
     with tiny_qwen.bridge.hooks(fwd_hooks=[("blocks.0.hook_resid_post", boom)]):
         with pytest.raises(KeyboardInterrupt):
             record(tiny_qwen, worlds, batch_size=2, shard_size=2, out=tmp_path / "rec", progress=False)
-    assert list(tmp_path.iterdir()) == []
+    [work] = list(tmp_path.iterdir())
+    assert work.name.startswith(".rec.work-")
+    assert sorted(p.name for p in work.iterdir()) == ["shard-00000.done.json", "shard-00000.safetensors"]
 
 
 def test_layer_parsing():
