@@ -29,6 +29,7 @@ from steer.strength import NORMALIZATIONS
 if TYPE_CHECKING:
     from steer.find import FindResult
     from steer.models import Model
+    from steer.record import Activations
     from steer.strength import Normalize
     from steer.worlds import Worlds
 
@@ -344,7 +345,7 @@ def _find(
     """Record (or open ``--recording``), then find; write into ``out`` (a temporary result folder) when given."""
     from steer.find import find_units, format_find
     from steer.models import load_model
-    from steer.record import Activations, record, site_width
+    from steer.record import Activations, site_width
 
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     worlds = _load_worlds(args).with_fields_for(args.proposition)
@@ -365,22 +366,9 @@ def _find(
             f"k={args.k} for and against needs {2 * args.k} units, more than the {n_units} units "
             f"{'per layer' if per_layer else 'recorded'}"
         )
-    print(
-        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
-        f"template {worlds.template.name!r}, site {args.site}, reduce {reduce}, layers {format_layers(layers)}",
-        flush=True,
-    )
+    _announce(model, worlds, args.site, reduce, layers)
     if args.recording is None:
-        acts = record(
-            model,
-            worlds,
-            site=args.site,
-            layers=layers,
-            reduce=reduce,
-            batch_size=args.batch_size,
-            out=None if out is None else out / "activations",
-            progress=not args.quiet,
-        )
+        acts = _record(args, model, worlds, layers, reduce, None if out is None else out / "activations")
     result = find_units(
         acts,
         worlds,
@@ -396,6 +384,39 @@ def _find(
         result.save(out)
     print(format_find(result))
     return result
+
+
+def _announce(model: Model, worlds: Worlds, site: str, reduce: str, layers: Sequence[int]) -> None:
+    print(
+        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
+        f"template {worlds.template.name!r}, site {site}, reduce {reduce}, layers {format_layers(layers)}",
+        flush=True,
+    )
+
+
+def _record(
+    args: argparse.Namespace,
+    model: Model,
+    worlds: Worlds,
+    layers: Sequence[int],
+    reduce: str,
+    out: Path | None,
+    shard_size: int = 1024,
+) -> Activations:
+    """Record with the command's ``--site``, ``--batch-size`` and ``--quiet`` (resumable when ``out`` is given)."""
+    from steer.record import record
+
+    return record(
+        model,
+        worlds,
+        site=args.site,
+        layers=layers,
+        reduce=reduce,
+        batch_size=args.batch_size,
+        out=out,
+        shard_size=shard_size,
+        progress=not args.quiet,
+    )
 
 
 @contextlib.contextmanager
@@ -472,12 +493,11 @@ def _columns(title_a: str, a: str, title_b: str, b: str, width: int = 48) -> str
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from steer.cache import cached_model
     from steer.eval.metrics import vader_compound
     from steer.steering import generate
 
     STEER.resolve(rule=args.rule, coeff=args.coeff, apply_to=args.apply_to)  # bad values fail before loading
-    model = cached_model(args.model, args.dtype, args.device)
+    model = load_model_for(args)
     cfg, gen = _steering(args, model)
     print(f"model {model.name}; prompt: {args.prompt!r}")
     for i in range(args.n):
@@ -507,7 +527,6 @@ DEMO_PROMPTS = [
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from steer.cache import cached_model
     from steer.eval.metrics import vader_compound
     from steer.resources import DEFAULT_PROMPT_SET
     from steer.steering import generate, steering_neurons
@@ -515,7 +534,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
     t0 = time.time()
     STEER.resolve(rule=args.rule, coeff=args.coeff, apply_to=args.apply_to)  # bad values fail before loading
-    model = cached_model(args.model, args.dtype, args.device)
+    model = load_model_for(args)
     cfg, gen = _steering(args, model)
     worlds = Worlds.from_file(args.worlds or DEFAULT_PROMPT_SET, template=cfg.template)
     print(
@@ -633,7 +652,7 @@ SERVE_HINTS = {
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from steer.export import export_form, export_steering
+    from steer.export import export_form, write_export
     from steer.neurons import NeuronSet
     from steer.resources import DEFAULT_PROMPT_SET
     from steer.steering import proposition_spec, steering_neurons
@@ -673,43 +692,19 @@ def cmd_export(args: argparse.Namespace) -> None:
     )
     if args.drop_layer_0 and form.layer0_share() > 0:
         print(f"dropping layer 0: {form.layer0_share():.1%} of the steering's mass is left out (not exact any more)")
-    path = export_steering(
-        model,
-        ns,
-        args.format,
-        args.out,
-        rule=cfg.rule,
-        coeff=cfg.coeff,
-        direction=direction,
-        drop_layer_0=args.drop_layer_0,
-    )
+    path = write_export(model, form, args.format, args.out, drop_layer_0=args.drop_layer_0)
     print(f"wrote {path} ({args.format})")
     print("serve it with " + SERVE_HINTS[args.format].format(out=path))
 
 
 def cmd_record(args: argparse.Namespace) -> None:
     from steer.models import load_model
-    from steer.record import record
 
     model = load_model(args.model, dtype=args.dtype, device=args.device)
     worlds = _load_worlds(args)
     layers = parse_layers(args.layers, model.n_layers)
-    print(
-        f"model {model.name} ({model.n_layers} layers), {len(worlds)} worlds from {worlds.source}, "
-        f"template {worlds.template.name!r}, site {args.site}, reduce {args.reduce}, layers {format_layers(layers)}",
-        flush=True,
-    )
-    acts = record(
-        model,
-        worlds,
-        site=args.site,
-        layers=layers,
-        reduce=args.reduce,
-        batch_size=args.batch_size,
-        out=args.out,
-        shard_size=args.shard_size,
-        progress=not args.quiet,
-    )
+    _announce(model, worlds, args.site, args.reduce, layers)
+    acts = _record(args, model, worlds, layers, args.reduce, Path(args.out), shard_size=args.shard_size)
     out = Path(args.out)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     n_shards = len(list(out.glob("shard-*.safetensors")))

@@ -502,7 +502,15 @@ def export_steering(
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    form = export_form(model, neurons, rule, coeff, direction)
+    return write_export(model, export_form(model, neurons, rule, coeff, direction), fmt, out, drop_layer_0)
+
+
+def write_export(
+    model: Model, form: SteeringExport, fmt: str, out: str | os.PathLike[str], drop_layer_0: bool = False
+) -> Path:
+    """Write an exported form (from :func:`export_form`) to ``out`` in format ``fmt``; see :func:`export_steering`."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "control-vector":
         if form.changes_weights:
             raise ExportError(
@@ -581,4 +589,5 @@ __all__ = [
     "write_control_vector",
     "write_direction_files",
     "write_edited_model",
+    "write_export",
 ]
