@@ -204,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=positive_int, default=16)
     r.add_argument("--shard-size", type=positive_int, default=1024, help="worlds per shard on disk (default: 1024)")
     r.add_argument(
+        "--no-prefix-reuse",
+        action="store_true",
+        help="run every full prompt instead of the shared template prefix once (same activations, slower)",
+    )
+    r.add_argument(
         "--out", required=True, help="the recording's directory; rerunning the same command resumes an interrupted one"
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -416,6 +421,7 @@ def _record(
         out=out,
         shard_size=shard_size,
         progress=not args.quiet,
+        reuse_prefix=not getattr(args, "no_prefix_reuse", False),
     )
 
 

@@ -7,11 +7,19 @@ Sites (TransformerLens hook names):
   of down_proj, act(gate(x)) * up(x). d_mlp units per layer.
 - ``resid`` -> ``blocks.{l}.hook_resid_post``: the residual stream after block l. d_model units per layer.
 
-Token reduction (``reduce``): ``last`` (the last real token of the prompt; the paper) or ``mean`` (mean over the
-prompt's real tokens). Batches are left-padded with an attention mask (without one the bridge computes wrong
-activations, see the notes), sorted by length inside each shard to waste little on padding, run without gradients, and
-the forward stops after the deepest requested layer (no unembedding). Hooks keep only the reduced vector per
-world, never the full [batch, pos, units] tensor. Activations are stored as float32 whatever the model dtype.
+Token reduction (``reduce``): ``last`` (the prompt's last token; the paper) or ``mean`` (the mean over the world's
+own text: the tokens of the template's ``{text}`` field, never the template's prefix or suffix or special tokens;
+see :mod:`steer.positions`). Hooks keep only the reduced vector per world, never the full [batch, pos, units]
+tensor; the forward runs without gradients and stops after the deepest requested layer (no unembedding).
+Activations are stored as float32 whatever the model dtype.
+
+Shared-prefix reuse (the default): templated worlds share the template's text before ``{text}`` (the paper's
+two-shot template puts ~45 tokens there, more than most SST-2 sentences have). Per shard, the token prefix all
+its worlds share (cut before every text span) runs once, batch 1, and its KV cache is expanded over each batch;
+the batch runs only the worlds' own tokens on top of it, right-padded (causal attention: no real token sees a
+pad), sorted by length. Activations equal the full forward's (tested to 1e-5 in fp32). Without a shared
+prefix (``{label}: {text}``) the full prompts run, left-padded with an attention mask (without one the bridge
+computes wrong activations, see the notes), and it says so once.
 
 With ``out=DIR`` the worlds are processed in shards of ``shard_size`` and each shard is written to disk as it
 completes (safetensors), so large N never sits in memory; the directory appears under its final name only
@@ -59,6 +67,7 @@ from steer.artifacts import (
     replace_dir,
     write_json_atomic,
 )
+from steer.positions import shared_prefix_length, text_token_spans
 from steer.strength import Normalize
 
 if TYPE_CHECKING:
@@ -352,6 +361,7 @@ def record(
     out: str | os.PathLike | None = None,
     shard_size: int = 1024,
     progress: bool = True,
+    reuse_prefix: bool = True,
 ) -> Activations:
     """Record the activations of ``worlds`` at ``site`` for ``layers``, one vector per world.
 
@@ -360,11 +370,15 @@ def record(
         worlds: the worlds whose prompts are run.
         site: ``mlp`` (MLP neurons) or ``resid`` (residual stream).
         layers: layer indices (negative count from the end); default all.
-        reduce: how a prompt's tokens become one vector: ``last`` (the last real token) or ``mean``.
+        reduce: how a prompt's tokens become one vector: ``last`` (the prompt's last token) or ``mean`` (the mean
+            over the world's own text, the tokens of the template's ``{text}`` field).
         batch_size: prompts per forward pass.
         out: a directory to stream the shards to (written atomically); None keeps X in memory.
         shard_size: worlds per shard.
         progress: show a progress bar.
+        reuse_prefix: run the token prefix the worlds of a shard share (the template's text before ``{text}``)
+            once and reuse its KV cache (same activations, less work); without a shared prefix the full prompts
+            run, and it says so once.
 
     Returns:
         :class:`Activations` (float32), on disk when ``out`` is given.
@@ -381,6 +395,25 @@ def record(
     model.check_lengths(lengths.tolist(), what="world")
 
     width = site_width(model, site)
+    spans = _text_spans(model, worlds, lengths)
+    said = False
+
+    def prefix_of(idx: np.ndarray) -> int:
+        """The shared prefix of a shard's worlds, cut before every text span and every last token."""
+        nonlocal said
+        if not reuse_prefix:
+            return 0
+        limit = int(min(spans[idx, 0].min(), lengths[idx].min() - 1))
+        p = shared_prefix_length([tokens[i] for i in idx], limit)
+        template = getattr(worlds, "template", None)
+        if p == 0 and not said and template is not None and template.text_span(worlds.records[0])[0] > 0:
+            said = True
+            print(
+                f"steer: the worlds share no token prefix before their text (template {template.name!r}), so the "
+                "full prompts run (no prefix reuse)",
+                file=sys.stderr,
+            )
+        return p
 
     def run(tmp_dir: Path | None) -> Activations:
         shards, rows, files = [], [], []
@@ -399,7 +432,9 @@ def record(
                 print(
                     f"steer: resuming the recording in {tmp_dir}: {reused} shard(s) were already done", file=sys.stderr
                 )
-            X = _record_shard(model, [tokens[i] for i in idx], lengths[idx], site, layers, reduce, batch_size, bar)
+            X = _record_shard(
+                model, [tokens[i] for i in idx], spans[idx], site, layers, reduce, batch_size, bar, prefix_of(idx)
+            )
             bad = ~torch.isfinite(X).reshape(len(idx), -1).all(1)
             if bad.any():
                 raise ValueError(f"NaN/inf activations in world(s) {idx[bad.numpy()][:10].tolist()} at site {site}")
@@ -418,7 +453,13 @@ def record(
             rows,
             shards if tmp_dir is None else None,
             tmp_dir,
-            {"batch_size": batch_size, "padding": "left", "model_dtype": str(model.dtype), "width": width},
+            {
+                "batch_size": batch_size,
+                "reuse_prefix": reuse_prefix,
+                "mean_over": "text span",
+                "model_dtype": str(model.dtype),
+                "width": width,
+            },
             None if tmp_dir is None else files,
         )
         if tmp_dir is not None:
@@ -430,7 +471,7 @@ def record(
     out = Path(out)
     work = (
         out.parent
-        / f".{out.name}.work-{content_key(_work_key(model, worlds, site, reduce, layers, batch_size, shard_size))}"
+        / f".{out.name}.work-{content_key(_work_key(model, worlds, site, reduce, layers, batch_size, shard_size, reuse_prefix))}"
     )
     work.mkdir(parents=True, exist_ok=True)
     run(work)  # on any exception the finished shards stay in `work` for the next run
@@ -443,7 +484,14 @@ def record(
 
 
 def _work_key(
-    model: Model, worlds: Worlds, site: str, reduce: str, layers: list[int], batch_size: int, shard_size: int
+    model: Model,
+    worlds: Worlds,
+    site: str,
+    reduce: str,
+    layers: list[int],
+    batch_size: int,
+    shard_size: int,
+    reuse_prefix: bool,
 ) -> dict[str, Any]:
     """Everything a recording's shards depend on: the same key continues the same recording."""
     return {
@@ -456,7 +504,23 @@ def _work_key(
         "layers": list(layers),
         "batch_size": batch_size,
         "shard_size": shard_size,
+        "reuse_prefix": reuse_prefix,
+        "mean_over": "text span",
     }
+
+
+def _text_spans(model: Model, worlds: Worlds, lengths: np.ndarray) -> np.ndarray:
+    """Each world's text span [start, end) in token indices; the whole prompt when the tokenizer gives no offsets
+    (then ``mean`` covers every token, the prefix is never shared, and it says so)."""
+    spans = text_token_spans(model.tokenizer, worlds.prompts, worlds.text_char_spans(), lengths.tolist())
+    if spans is None:
+        print(
+            "steer: the tokenizer gives no token offsets: reduce='mean' averages over the whole prompt and the "
+            "prefix is not reused",
+            file=sys.stderr,
+        )
+        spans = np.stack([np.zeros_like(lengths), lengths], 1)
+    return spans
 
 
 class _DeepestLayerDone(Exception):
@@ -465,33 +529,96 @@ class _DeepestLayerDone(Exception):
     TransformerLens' own ``stop_at_layer`` stops *before* a block, so it cannot stop after the last block."""
 
 
+def _stop_hook(act: Tensor, hook: object) -> Tensor:
+    raise _DeepestLayerDone
+
+
+@torch.inference_mode()
+def _prefix_cache(model: Model, prefix: list[int], site: str, deepest: int) -> Any:
+    """The KV cache of the shared prefix (batch 1), filled up to the deepest requested layer."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    ids = torch.tensor([prefix], dtype=torch.long, device=model.device)
+    with contextlib.suppress(_DeepestLayerDone):
+        model.bridge.run_with_hooks(
+            ids,
+            fwd_hooks=[(hook_name(site, deepest), _stop_hook)],
+            past_key_values=cache,
+            use_cache=True,
+            return_type=None,
+        )
+    return cache
+
+
+def _expand_cache(cache: Any, batch: int) -> Any:
+    """A fresh cache holding the prefix for ``batch`` rows (views; the forward appends to copies)."""
+    from transformers import DynamicCache
+
+    return DynamicCache(
+        ddp_cache_data=[
+            (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
+            for layer in cache.layers
+            if layer.keys is not None and layer.keys.numel()
+        ]
+    )
+
+
 @torch.inference_mode()
 def _record_shard(
     model: Model,
     tokens: list[list[int]],
-    lengths: np.ndarray,
+    spans: np.ndarray,
     site: str,
     layers: list[int],
     reduce: str,
     batch_size: int,
     bar: tqdm[Any],
+    prefix: int = 0,
 ) -> Tensor:
+    """X of one shard of worlds. ``spans`` are the worlds' text spans [start, end) in token indices.
+
+    With ``prefix`` > 0 (the number of leading tokens every world of the shard shares), the prefix runs once and
+    its KV cache is reused: each batch runs only its worlds' own tokens, right-padded, after the cached prefix.
+    Else whole prompts run, left-padded with an attention mask."""
     width = site_width(model, site)
+    lengths = np.array([len(t) for t in tokens])
     X = torch.empty(len(tokens), len(layers), width, dtype=torch.float32)
     order = np.argsort(lengths, kind="stable")  # similar lengths together: less padding
+    cache = _prefix_cache(model, tokens[0][:prefix], site, layers[-1]) if prefix else None
+    pad = model.tokenizer.pad_token_id
     for b in range(0, len(tokens), batch_size):
         rows = order[b : b + batch_size]
-        ids, mask = model.pad([tokens[i] for i in rows])
+        own = [tokens[i][prefix:] for i in rows]
+        n = np.array([len(t) for t in own])
+        width_b = int(n.max())
+        kwargs: dict[str, Any] = {}
+        if cache is not None:  # right padding after the cached prefix: positions follow on from the prefix
+            ids = torch.tensor([t + [pad] * (width_b - len(t)) for t in own], dtype=torch.long)
+            mask = torch.tensor([[1] * (prefix + len(t)) + [0] * (width_b - len(t)) for t in own], dtype=torch.long)
+            start = np.zeros(len(rows), dtype=np.int64)
+            kwargs["past_key_values"] = _expand_cache(cache, len(rows))
+        else:
+            ids, mask = model.pad(own)
+            start = width_b - n  # left padding
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        last = torch.as_tensor(start + n - 1, device=model.device)
+        lo = torch.as_tensor(start + spans[rows, 0] - prefix, device=model.device)
+        hi = torch.as_tensor(start + spans[rows, 1] - prefix, device=model.device)
+        pos = torch.arange(width_b, device=model.device)
+        in_text = ((pos >= lo[:, None]) & (pos < hi[:, None]))[:, :, None]
+        count = in_text.sum(1).float()
         got: dict[int, Tensor] = {}
 
-        def keep(j: int, mask: Tensor = mask, got: dict[int, Tensor] = got) -> Callable[[Tensor, object], Tensor]:
+        def keep(
+            j: int, got: dict[int, Tensor] = got, in_text: Tensor = in_text, count: Tensor = count, last: Tensor = last
+        ) -> Callable[[Tensor, object], Tensor]:
             def fn(act: Tensor, hook: object) -> Tensor:
                 if reduce == "last":
-                    v = act[:, -1, :]  # left padding: the last real token is at -1
-                else:
-                    m = mask.to(act.dtype)[:, :, None]
-                    v = (act * m).sum(1) / m.sum(1)
-                got[j] = v.float().cpu()
+                    v = act[torch.arange(act.shape[0], device=act.device), last].float()
+                else:  # the mean over the world's text span; padding and template tokens are never in it
+                    v = torch.where(in_text, act.float(), 0.0).sum(1) / count
+                got[j] = v.cpu()
                 if j == len(layers) - 1:
                     raise _DeepestLayerDone
                 return act
@@ -500,7 +627,7 @@ def _record_shard(
 
         hooks = [(hook_name(site, layer), keep(j)) for j, layer in enumerate(layers)]
         with contextlib.suppress(_DeepestLayerDone):
-            model.bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=mask, return_type=None)
+            model.bridge.run_with_hooks(ids, fwd_hooks=hooks, attention_mask=mask, return_type=None, **kwargs)
         X[torch.as_tensor(rows)] = torch.stack([got[j] for j in range(len(layers))], 1)
         bar.update(len(rows))
     return X

@@ -98,6 +98,26 @@ class Template:
     def render(self, record: dict[str, Any]) -> str:
         return self.text.format(**record)
 
+    @property
+    def text_field(self) -> str:
+        """The field that holds a world's own text: ``text`` when the template has it, else its first field."""
+        fields = self.fields
+        return "text" if "text" in fields else fields[0]
+
+    def text_span(self, record: dict[str, Any]) -> tuple[int, int]:
+        """Where the world's own text (the first ``{text}`` field, see :attr:`text_field`) lies in the rendered
+        prompt, as character offsets [start, end). Everything else is the template's own text or other fields."""
+        pos = 0
+        for literal, f, _, _ in string.Formatter().parse(self.text):
+            pos += len(literal)
+            if f is None:
+                continue
+            value = format(record[f], "")
+            if f == self.text_field:
+                return pos, pos + len(value)
+            pos += len(value)
+        raise AssertionError("a template always has its text field")  # pragma: no cover
+
 
 def available_templates() -> list[str]:
     return sorted(p.stem for p in TEMPLATES_DIR.glob("*.txt"))
@@ -393,6 +413,10 @@ class Worlds(WorldFields):
     @property
     def content_hash(self) -> str:
         return self.prompt_set_hash
+
+    def text_char_spans(self) -> list[tuple[int, int]]:
+        """Where each world's own text lies in its prompt, as character offsets (see :meth:`Template.text_span`)."""
+        return [self.template.text_span(r) for r in self.records]
 
     @property
     def prompt_set_hash(self) -> str:
