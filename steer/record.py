@@ -469,10 +469,8 @@ def record(
     if out is None:
         return run(None)
     out = Path(out)
-    work = (
-        out.parent
-        / f".{out.name}.work-{content_key(_work_key(model, worlds, site, reduce, layers, batch_size, shard_size, reuse_prefix))}"
-    )
+    key = content_key(_work_key(model, worlds, site, reduce, layers, batch_size, shard_size, reuse_prefix))
+    work = out.parent / f".{out.name}.work-{key}"
     work.mkdir(parents=True, exist_ok=True)
     run(work)  # on any exception the finished shards stay in `work` for the next run
     for f in work.glob("shard-*.done.json"):
