@@ -13,6 +13,7 @@ __version__ = "0.2.0"
 
 from steer.artifacts import ArtifactMismatchError
 from steer.cache import cache_dir, cached_model, cached_neurons, cached_recording
+from steer.distributed import record_ray
 from steer.explain import Explanation, candidate_propositions, explain_unit, sanity_checks
 from steer.export import (
     FORMATS,
@@ -49,6 +50,7 @@ from steer.resources import DEFAULT_PROMPT_SET, PROMPTS_DIR
 from steer.selection import SCORES
 from steer.stability import Bootstrap, bootstrap, bootstrap_neurons, prediction_set
 from steer.steering import GenerationConfig, SteerConfig, Steerer, generate, generate_text, steering_neurons
+from steer.stream import WorldStream
 from steer.strength import NORMALIZATIONS, TrivialPropositionError, doxastic_strength, group_strength
 from steer.worlds import PromptSetError, Proposition, Template, TensorWorlds, WorldFields, Worlds
 
@@ -93,6 +95,7 @@ __all__ = [
     "UnitScores",
     "UnitTable",
     "WorldFields",
+    "WorldStream",
     "Worlds",
     "__version__",
     "batch_strength",
@@ -127,6 +130,7 @@ __all__ = [
     "read_control_vector",
     "reasons_difference",
     "record",
+    "record_ray",
     "register_rule",
     "resolve_layers",
     "sanity_checks",

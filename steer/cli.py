@@ -204,6 +204,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch-size", type=positive_int, default=16)
     r.add_argument("--shard-size", type=positive_int, default=1024, help="worlds per shard on disk (default: 1024)")
     r.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help='where to record: this process (default) or a Ray actor pool (pip install "steer[ray]")',
+    )
+    r.add_argument("--workers", type=positive_int, default=2, help="Ray actors, each loads the model once (default: 2)")
+    r.add_argument("--address", default=None, help="the Ray cluster (auto, ray://HOST:10001); default: a local one")
+    r.add_argument("--num-gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default: 0, CPU)")
+    r.add_argument(
         "--no-prefix-reuse",
         action="store_true",
         help="run every full prompt instead of the shared template prefix once (same activations, slower)",
@@ -706,11 +715,32 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_record(args: argparse.Namespace) -> None:
     from steer.models import load_model
 
-    model = load_model(args.model, dtype=args.dtype, device=args.device)
     worlds = _load_worlds(args)
-    layers = parse_layers(args.layers, model.n_layers)
-    _announce(model, worlds, args.site, args.reduce, layers)
-    acts = _record(args, model, worlds, layers, args.reduce, Path(args.out), shard_size=args.shard_size)
+    if args.engine == "ray":
+        from steer.distributed import record_ray
+
+        print(f"recording {len(worlds)} worlds from {worlds.source} on {args.workers} Ray workers", flush=True)
+        acts = record_ray(
+            args.model,
+            worlds,
+            out=args.out,
+            site=args.site,
+            layers=args.layers,  # parsed by the workers, which know the model's depth
+            reduce=args.reduce,
+            batch_size=args.batch_size,
+            shard_size=args.shard_size,
+            dtype=args.dtype,
+            num_workers=args.workers,
+            num_gpus_per_worker=args.num_gpus_per_worker,
+            address=args.address,
+            reuse_prefix=not args.no_prefix_reuse,
+            progress=not args.quiet,
+        )
+    else:
+        model = load_model(args.model, dtype=args.dtype, device=args.device)
+        layers = parse_layers(args.layers, model.n_layers)
+        _announce(model, worlds, args.site, args.reduce, layers)
+        acts = _record(args, model, worlds, layers, args.reduce, Path(args.out), shard_size=args.shard_size)
     out = Path(args.out)
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     n_shards = len(list(out.glob("shard-*.safetensors")))

@@ -103,15 +103,16 @@ class Model:
         """The model's context length in tokens."""
         return int(self.bridge.cfg.n_ctx)
 
-    def check_lengths(self, lengths: Sequence[int], extra: int = 0, what: str = "prompt") -> None:
-        """Raise ValueError when a sequence of ``length + extra`` tokens would not fit the model's context."""
+    def check_lengths(self, lengths: Sequence[int], extra: int = 0, what: str = "prompt", offset: int = 0) -> None:
+        """Raise ValueError when a sequence of ``length + extra`` tokens would not fit the model's context
+        (``offset``: the index of the first sequence, for messages about a shard of a larger set)."""
         too_long = [i for i, n in enumerate(lengths) if n + extra > self.n_ctx]
         if too_long:
             i = too_long[0]
             plus = f" + {extra} new tokens" if extra else ""
             raise ValueError(
                 f"{len(too_long)} {what}(s) do not fit the model's context of {self.n_ctx} tokens "
-                f"(first: {what} {i}, {lengths[i]} tokens{plus}); shorten them"
+                f"(first: {what} {offset + i}, {lengths[i]} tokens{plus}); shorten them"
             )
 
     @property

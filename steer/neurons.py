@@ -189,7 +189,8 @@ class Strengths(UnitScores):
             raise ValueError(
                 f"proposition {proposition.name!r} has {mask.shape[0]} worlds, the recording {acts.n_worlds}"
             )
-        D, stats = strength_from_shards(acts.iter_shards, mask, prior, normalize)
+        blocks = acts.iter_unit_blocks if acts.path is not None else None  # on disk: rank in bounded memory
+        D, stats = strength_from_shards(acts.iter_shards, mask, prior, normalize, unit_blocks=blocks)
         prop = {
             "name": proposition.name,
             "description": proposition.description,

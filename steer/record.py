@@ -68,6 +68,7 @@ from steer.artifacts import (
     write_json_atomic,
 )
 from steer.positions import shared_prefix_length, text_token_spans
+from steer.stream import WorldStream
 from steer.strength import Normalize
 
 if TYPE_CHECKING:
@@ -182,6 +183,31 @@ class Activations:
             assert self.path is not None and self.shard_files is not None, "a recording is in memory or on disk"
             for i, meta in enumerate(self.shard_files):
                 yield _read_shard(self.path, i, meta)
+
+    def iter_unit_blocks(self, width: int) -> Iterator[Float[Tensor, "worlds block"]]:
+        """X's columns in blocks of ``width`` units of the flattened (layer, unit) axis, in order, each block read
+        from every shard (only its slice of each shard when on disk): how rank normalisation sees whole columns
+        in bounded memory."""
+        n_units = len(self.layers) * self.width
+        for a in range(0, n_units, width):
+            b = min(a + width, n_units)
+            if self._shards is not None:
+                yield torch.cat([sh.reshape(sh.shape[0], -1)[:, a:b] for sh in self._shards], 0)
+                continue
+            assert self.path is not None
+            pieces = []  # (layer index, first unit, end unit) covering [a, b)
+            i = a
+            while i < b:
+                j, u = divmod(i, self.width)
+                end = min(self.width, u + (b - i))
+                pieces.append((j, u, end))
+                i += end - u
+            rows = []
+            for s in range(len(self.shard_rows)):
+                with safe_open(str(_shard_path(self.path, s)), framework="pt") as sf:
+                    sl = sf.get_slice("X")
+                    rows.append(torch.cat([sl[:, j : j + 1, u0:u1].reshape(-1, u1 - u0) for j, u0, u1 in pieces], 1))
+            yield torch.cat(rows, 0)
 
     @property
     def X(self) -> Float[Tensor, "worlds layers units"]:
@@ -353,7 +379,7 @@ def _read_shard(path: Path, i: int, meta: dict[str, Any]) -> Tensor:
 
 def record(
     model: Model,
-    worlds: Worlds,
+    worlds: Worlds | WorldStream,
     site: str = "mlp",
     layers: int | Sequence[int] | None = None,
     reduce: str = "last",
@@ -367,7 +393,8 @@ def record(
 
     Args:
         model: a loaded :class:`steer.Model`.
-        worlds: the worlds whose prompts are run.
+        worlds: the worlds whose prompts are run: :class:`Worlds` in memory, or a :class:`steer.WorldStream` read
+            shard by shard (with ``out``, never all in memory).
         site: ``mlp`` (MLP neurons) or ``resid`` (residual stream).
         layers: layer indices (negative count from the end); default all.
         reduce: how a prompt's tokens become one vector: ``last`` (the prompt's last token) or ``mean`` (the mean
@@ -389,60 +416,46 @@ def record(
     layers = resolve_layers(layers, model.n_layers)
     if batch_size < 1 or shard_size < 1:
         raise ValueError("batch_size and shard_size must be positive")
-    tokens = [model.encode(p) for p in worlds.prompts]  # once: lengths, context check and every batch
-    n = len(tokens)
-    lengths = np.array([len(t) for t in tokens])
-    model.check_lengths(lengths.tolist(), what="world")
-
     width = site_width(model, site)
-    spans = _text_spans(model, worlds, lengths)
     said = False
 
-    def prefix_of(idx: np.ndarray) -> int:
-        """The shared prefix of a shard's worlds, cut before every text span and every last token."""
-        nonlocal said
-        if not reuse_prefix:
-            return 0
-        limit = int(min(spans[idx, 0].min(), lengths[idx].min() - 1))
-        p = shared_prefix_length([tokens[i] for i in idx], limit)
-        template = getattr(worlds, "template", None)
-        if p == 0 and not said and template is not None and template.text_span(worlds.records[0])[0] > 0:
-            said = True
-            print(
-                f"steer: the worlds share no token prefix before their text (template {template.name!r}), so the "
-                "full prompts run (no prefix reuse)",
-                file=sys.stderr,
-            )
-        return p
-
     def run(tmp_dir: Path | None) -> Activations:
+        nonlocal said
         shards, rows, files = [], [], []
-        bar = tqdm(total=n, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
-        reused = 0
-        for s, start in enumerate(range(0, n, shard_size)):
-            idx = np.arange(start, min(start + shard_size, n))
-            done = None if tmp_dir is None else _finished_shard(tmp_dir, s, len(idx))
+        total = None if isinstance(worlds, WorldStream) and worlds._len is None else len(worlds)
+        bar = tqdm(total=total, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
+        reused = start = 0
+        tokens_all = None
+        if not isinstance(worlds, WorldStream):  # in memory: the context check before any work
+            tokens_all = [model.encode(p) for p in worlds.prompts]
+            model.check_lengths([len(t) for t in tokens_all], what="world")
+        for s, (prompts, chars) in enumerate(shard_inputs(worlds, shard_size)):
+            m = len(prompts)
+            done = None if tmp_dir is None else _finished_shard(tmp_dir, s, m)
             if done is not None:
                 files.append(done)
-                rows.append(len(idx))
-                bar.update(len(idx))
+                rows.append(m)
+                bar.update(m)
                 reused += 1
+                start += m
                 continue
             if reused and s == reused:
                 print(
                     f"steer: resuming the recording in {tmp_dir}: {reused} shard(s) were already done", file=sys.stderr
                 )
-            X = _record_shard(
-                model, [tokens[i] for i in idx], spans[idx], site, layers, reduce, batch_size, bar, prefix_of(idx)
+            tokens = None if tokens_all is None else tokens_all[start : start + m]
+            X, note = record_prompts(
+                model, prompts, chars, site, layers, reduce, batch_size, reuse_prefix, bar, start, tokens
             )
-            bad = ~torch.isfinite(X).reshape(len(idx), -1).all(1)
-            if bad.any():
-                raise ValueError(f"NaN/inf activations in world(s) {idx[bad.numpy()][:10].tolist()} at site {site}")
+            if note and not said:
+                said = True
+                print(f"steer: {note}", file=sys.stderr)
             if tmp_dir is None:
                 shards.append(X)
             else:
                 files.append(_write_shard(tmp_dir, s, X, mark_done=True))
-            rows.append(len(idx))
+            rows.append(m)
+            start += m
         bar.close()
         acts = Activations(
             site,
@@ -453,13 +466,7 @@ def record(
             rows,
             shards if tmp_dir is None else None,
             tmp_dir,
-            {
-                "batch_size": batch_size,
-                "reuse_prefix": reuse_prefix,
-                "mean_over": "text span",
-                "model_dtype": str(model.dtype),
-                "width": width,
-            },
+            recording_extra(batch_size, reuse_prefix, model.dtype, width),
             None if tmp_dir is None else files,
         )
         if tmp_dir is not None:
@@ -468,11 +475,82 @@ def record(
 
     if out is None:
         return run(None)
-    out = Path(out)
-    key = content_key(_work_key(model, worlds, site, reduce, layers, batch_size, shard_size, reuse_prefix))
-    work = out.parent / f".{out.name}.work-{key}"
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_dir(
+        out, work_key(model.identity, model.dtype, worlds, site, reduce, layers, batch_size, shard_size, reuse_prefix)
+    )
     run(work)  # on any exception the finished shards stay in `work` for the next run
+    return finish_work(work, Path(out))
+
+
+# -------------------------------------------------------------------------------- pieces shared with the engines
+
+
+def shard_inputs(worlds: Worlds | WorldStream, shard_size: int) -> Iterator[tuple[list[str], list[tuple[int, int]]]]:
+    """The worlds in shards of ``shard_size``: each shard's prompts and their text spans (character offsets)."""
+    if isinstance(worlds, WorldStream):
+        for part in worlds.shards(shard_size):
+            yield part.prompts, part.text_char_spans()
+        return
+    chars = worlds.text_char_spans()
+    for a in range(0, len(worlds), shard_size):
+        yield worlds.prompts[a : a + shard_size], chars[a : a + shard_size]
+
+
+def record_prompts(
+    model: Model,
+    prompts: list[str],
+    chars: list[tuple[int, int]],
+    site: str,
+    layers: list[int],
+    reduce: str,
+    batch_size: int,
+    reuse_prefix: bool,
+    bar: tqdm[Any] | None = None,
+    start: int = 0,
+    tokens: list[list[int]] | None = None,
+) -> tuple[Tensor, str | None]:
+    """X of one shard of prompts (``start``: the index of its first world, for messages), and a note to show once
+    when the shard had a template prefix but no token prefix to share."""
+    if tokens is None:
+        tokens = [model.encode(p) for p in prompts]
+        model.check_lengths([len(t) for t in tokens], what="world", offset=start)
+    spans = _text_spans(model, prompts, chars, [len(t) for t in tokens])
+    prefix, note = 0, None
+    if reuse_prefix:
+        limit = int(min(spans[:, 0].min(), min(len(t) for t in tokens) - 1))
+        prefix = shared_prefix_length(tokens, limit)
+        if prefix == 0 and min(a for a, _ in chars) > 0:
+            note = "the worlds share no token prefix before their text, so the full prompts run (no prefix reuse)"
+    bar = bar if bar is not None else tqdm(disable=True)
+    X = _record_shard(model, tokens, spans, site, layers, reduce, batch_size, bar, prefix)
+    bad = ~torch.isfinite(X).reshape(len(prompts), -1).all(1)
+    if bad.any():
+        worst = (start + np.nonzero(bad.numpy())[0][:10]).tolist()
+        raise ValueError(f"NaN/inf activations in world(s) {worst} at site {site}")
+    return X, note
+
+
+def recording_extra(batch_size: int, reuse_prefix: bool, dtype: torch.dtype | str, width: int) -> dict[str, Any]:
+    """How a recording was made, beyond its provenance (kept in its manifest)."""
+    return {
+        "batch_size": batch_size,
+        "reuse_prefix": reuse_prefix,
+        "mean_over": "text span",
+        "model_dtype": str(dtype),
+        "width": width,
+    }
+
+
+def work_dir(out: str | os.PathLike[str], key: dict[str, Any]) -> Path:
+    """The work directory of a recording into ``out``: ``.OUT.work-<key>`` beside it (created)."""
+    out = Path(out)
+    work = out.parent / f".{out.name}.work-{content_key(key)}"
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def finish_work(work: Path, out: Path) -> Activations:
+    """Turn a complete work directory (shards + manifest) into the recording ``out`` and open it."""
     for f in work.glob("shard-*.done.json"):
         f.unlink()
     replace_dir(work, out)
@@ -481,9 +559,10 @@ def record(
     return Activations.load(out)
 
 
-def _work_key(
-    model: Model,
-    worlds: Worlds,
+def work_key(
+    identity: dict[str, Any],
+    dtype: torch.dtype | str,
+    worlds: Worlds | WorldStream,
     site: str,
     reduce: str,
     layers: list[int],
@@ -494,9 +573,9 @@ def _work_key(
     """Everything a recording's shards depend on: the same key continues the same recording."""
     return {
         "format": FORMAT_VERSION,
-        "model": model.identity,
-        "dtype": str(model.dtype),
-        "worlds": dict(worlds.provenance),
+        "model": identity,
+        "dtype": str(dtype),
+        "worlds": worlds.key if isinstance(worlds, WorldStream) else dict(worlds.provenance),
         "site": site,
         "reduce": reduce,
         "layers": list(layers),
@@ -507,17 +586,17 @@ def _work_key(
     }
 
 
-def _text_spans(model: Model, worlds: Worlds, lengths: np.ndarray) -> np.ndarray:
+def _text_spans(model: Model, prompts: list[str], chars: list[tuple[int, int]], lengths: list[int]) -> np.ndarray:
     """Each world's text span [start, end) in token indices; the whole prompt when the tokenizer gives no offsets
     (then ``mean`` covers every token, the prefix is never shared, and it says so)."""
-    spans = text_token_spans(model.tokenizer, worlds.prompts, worlds.text_char_spans(), lengths.tolist())
+    spans = text_token_spans(model.tokenizer, prompts, chars, lengths)
     if spans is None:
         print(
             "steer: the tokenizer gives no token offsets: reduce='mean' averages over the whole prompt and the "
             "prefix is not reused",
             file=sys.stderr,
         )
-        spans = np.stack([np.zeros_like(lengths), lengths], 1)
+        spans = np.stack([np.zeros(len(lengths), dtype=np.int64), np.array(lengths)], 1)
     return spans
 
 

@@ -19,7 +19,9 @@ D is shift invariant but NOT scale invariant: units with huge activations get hu
   with rare outliers in A over units that shift consistently.
 - ``"rank"``: each unit replaced by its normal scores over the worlds, Phi^-1((rank + 1/2) / N) with tied
   values sharing their average rank: scale-free, invariant to any increasing transform of a unit, and bounded
-  (|score| <= Phi^-1(1 - 1/2N)), so D rewards units that shift consistently on A. Needs all of X in memory.
+  (|score| <= Phi^-1(1 - 1/2N)), so D rewards units that shift consistently on A. Ranks need every world's
+  value of a unit: from a recording on disk they are computed in blocks of units (one more pass over the
+  shards per block), in bounded memory.
 
 Because LSE is mergeable (``logaddexp``) and means/variances are mergeable (Chan et al.), strengths can be
 computed shard by shard over the worlds without ever holding all of X: see :func:`strength_from_shards`.
@@ -31,6 +33,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
@@ -148,21 +151,34 @@ def _zscore(X: Tensor, mean: Tensor, std: Tensor) -> Tensor:
     return torch.where(std > 0, (X - mean) / safe, torch.zeros_like(X))
 
 
+RANK_BYTES_PER_VALUE = 96  # peak bytes per (world, unit) value while ranking a block (measured, rounded up)
+
+
 def normal_scores(X: Float[Tensor, "worlds units"]) -> Float[Tensor, "worlds units"]:
-    """Per column: Phi^-1((average rank + 1/2) / N), ranks from 0; tied values share their average rank."""
+    """Per column: Phi^-1((average rank + 1/2) / N), ranks from 0; tied values share their average rank.
+
+    Sorted per unit (NumPy's vectorised argsort on rows of X^T); the average rank of a tie group is
+    (first + last) / 2 of its sorted positions, so every score is one of the 2N - 1 values Phi^-1((k/2 + 1/2) / N),
+    looked up in a table."""
     n, u = X.shape
-    sorted_x, order = torch.sort(X, dim=0, stable=True)
-    new_group = torch.ones_like(sorted_x, dtype=torch.bool)
-    new_group[1:] = sorted_x[1:] != sorted_x[:-1]
-    group = torch.cumsum(new_group, 0) - 1 + torch.arange(u) * n  # unique group ids across columns
-    pos = torch.arange(n, dtype=torch.float64)[:, None].expand(n, u)
-    total = torch.zeros(n * u, dtype=torch.float64).scatter_add_(0, group.reshape(-1), pos.reshape(-1))
-    count = torch.zeros(n * u, dtype=torch.float64).scatter_add_(
-        0, group.reshape(-1), torch.ones(n * u, dtype=torch.float64)
-    )
-    avg_sorted = (total / count.clamp_min(1))[group]
-    ranks = torch.empty_like(avg_sorted).scatter_(0, order, avg_sorted)
-    return torch.special.ndtri((ranks + 0.5) / n)
+    a = np.ascontiguousarray(X.detach().cpu().numpy().T)  # [units, worlds]
+    order = np.argsort(a, axis=1)  # ties get their average rank whatever their order
+    s = np.take_along_axis(a, order, 1)
+    starts = np.ones_like(s, dtype=bool)
+    starts[:, 1:] = s[:, 1:] != s[:, :-1]
+    del s
+    pos = np.arange(n, dtype=np.int64)
+    table = torch.special.ndtri((torch.arange(2 * n - 1, dtype=torch.float64) / 2 + 0.5) / n).numpy()
+    out = np.empty((u, n), dtype=np.float64)
+    if starts.all():  # no ties: the k-th smallest value gets the k-th score, in every unit
+        np.put_along_axis(out, order, table[None, ::2], 1)
+    else:
+        ends = np.ones_like(starts)
+        ends[:, :-1] = starts[:, 1:]
+        first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+        last = np.minimum.accumulate(np.where(ends, pos, n - 1)[:, ::-1], axis=1)[:, ::-1]
+        np.put_along_axis(out, order, table[first + last], 1)
+    return torch.from_numpy(out).T
 
 
 def normalize_units(X: Float[Tensor, "worlds units"], normalize: Normalize) -> Float[Tensor, "worlds units"]:
@@ -200,12 +216,17 @@ def strength_from_shards(
     A: Bool[Tensor, " worlds"],
     prior: Tensor | None = None,
     normalize: Normalize = "none",
+    unit_blocks: Callable[[int], Iterable[Tensor]] | None = None,
+    max_bytes: int = 1 << 30,
 ) -> tuple[Float[Tensor, "*units"], UnitStats]:
     """D for every unit, streaming X shard by shard over the worlds (rows in world order).
 
     ``shards`` is a zero-argument callable returning a fresh iterable of row blocks ``X[i:j]`` (each
-    [rows, *units]); it is called once for ``normalize="none"``, twice for ``"zscore"`` (moments first) and
-    twice for ``"rank"`` (which concatenates the shards: ranks need whole columns).
+    [rows, *units]); it is called once for ``normalize="none"`` and twice for ``"zscore"`` (moments first).
+    ``"rank"`` needs every world's value of a unit: given ``unit_blocks`` (a callable that, for a block width w,
+    returns the column blocks ``X[:, units i..i+w]`` of the flattened units, in order, each [worlds, <= w]) it
+    ranks one block at a time, w chosen so that a block's work stays under ``max_bytes``; without it, it
+    concatenates the shards (all of X in memory).
     Returns D and the per-unit stats, both with the unit shape, in float64.
     """
     if normalize not in NORMALIZATIONS:
@@ -237,7 +258,18 @@ def strength_from_shards(
     if moments is None or start != n:
         raise ValueError(f"shards hold {start} rows but the proposition has {n} worlds")
 
-    if normalize == "rank":
+    if normalize == "rank" and unit_blocks is not None:
+        width = max(1, max_bytes // (n * RANK_BYTES_PER_VALUE))
+        parts_a, parts_c = [], []
+        for block in unit_blocks(width):
+            Z = normal_scores(torch.as_tensor(block).reshape(n, -1)) + logb[:, None]
+            parts_a.append(_masked_lse(Z, A))
+            parts_c.append(_masked_lse(Z, ~A))
+            del Z
+        lse_a, lse_c = torch.cat(parts_a), torch.cat(parts_c)
+        if lse_a.shape != moments.mean.shape:
+            raise ValueError(f"unit blocks hold {lse_a.numel()} units, the shards {moments.mean.numel()}")
+    elif normalize == "rank":
         Xall = torch.cat([_flat(torch.as_tensor(sh))[0] for sh in shards()], 0)
         Z = normal_scores(Xall) + logb[:, None]
         lse_a, lse_c = _masked_lse(Z, A), _masked_lse(Z, ~A)
