@@ -422,7 +422,7 @@ def record(
     def run(tmp_dir: Path | None) -> Activations:
         nonlocal said
         shards, rows, files = [], [], []
-        total = None if isinstance(worlds, WorldStream) and worlds._len is None else len(worlds)
+        total = worlds.known_length if isinstance(worlds, WorldStream) else len(worlds)
         bar = tqdm(total=total, desc=f"recording {site} x {len(layers)} layers", unit="world", disable=not progress)
         reused = start = 0
         tokens_all = None

@@ -172,6 +172,11 @@ class WorldStream(WorldFields):
         for _ in self.shards(4096):
             pass
 
+    @property
+    def known_length(self) -> int | None:
+        """The number of worlds once a pass has counted them, else None (no pass is made for it)."""
+        return self._len
+
     def __len__(self) -> int:
         if self._len is None:
             self._scan()
