@@ -83,8 +83,8 @@ def main():
         stream = WorldStream.from_file(worlds_file)
         out = work / f"rec-{n}"
         shutil.rmtree(out, ignore_errors=True)
-        # an interrupted earlier run resumes from its finished shards: time only the worlds recorded now
-        resumed = sum(1 for _ in work.glob(f".rec-{n}.work-*/shard-*.done.json")) * args.shard_size
+        for stale in work.glob(f".rec-{n}.work-*"):  # no resuming: every run times a whole recording
+            shutil.rmtree(stale, ignore_errors=True)
         gc.collect()
         with PeakRSS() as mem:
             t = time.perf_counter()
@@ -103,19 +103,18 @@ def main():
                 dt = time.perf_counter() - t
             d_cols.append((norm, dt, dm.extra_mb))
             assert torch.isfinite(D).all()
-        rows.append((n, acts.n_worlds, resumed, t_rec, mem.extra_mb, disk, d_cols, len(layers) * acts.width))
+        rows.append((n, acts.n_worlds, t_rec, mem.extra_mb, disk, d_cols, len(layers) * acts.width))
         if not args.keep:
             shutil.rmtree(out, ignore_errors=True)
         print(f"done N={n}: {rows[-1]}", flush=True)
 
     print(f"\nscale benchmark: model {model.name} ({args.dtype}), site {args.site}, layers {args.layers}, "
           f"batch {args.batch_size}, shard {args.shard_size}, {torch.get_num_threads()} threads")
-    print(f"{'worlds':>8} {'resumed':>7} {'units':>6} {'record s':>9} {'worlds/s':>8} {'rec +MB':>8} {'disk GB':>8} "
+    print(f"{'worlds':>8} {'units':>6} {'record s':>9} {'worlds/s':>8} {'rec +MB':>8} {'disk GB':>8} "
           + " ".join(f"{'D ' + k + ' s':>11} {'+MB':>6}" for k in ("none", "zscore", "rank")))
-    for n, nw, resumed, t_rec, rss, disk, d_cols, units in rows:
-        print(f"{nw:>8} {resumed:>7} {units:>6} {t_rec:>9.1f} {(nw - resumed) / t_rec:>8.1f} {rss:>8.0f} "
+    for n, nw, t_rec, rss, disk, d_cols, units in rows:
+        print(f"{nw:>8} {units:>6} {t_rec:>9.1f} {nw / t_rec:>8.1f} {rss:>8.0f} "
               f"{disk / 1e9:>8.2f} " + " ".join(f"{t:>11.1f} {m:>6.0f}" for _, t, m in d_cols))
-    print("resumed: worlds an interrupted earlier run had finished (not timed); worlds/s counts the others")
     print("+MB: peak resident memory above the level before the step (the loaded model), sampled every 5 ms")
 
 

@@ -79,3 +79,18 @@ def test_ray_records_a_stream(local_ray, bundled, worlds, tmp_path, one_thread):
     local = record(bundled, stream, out=tmp_path / "local", progress=False, **kw)
     on_ray = record_ray("bundled", stream, out=tmp_path / "ray", num_workers=2, progress=False, **kw)
     _same_recording(on_ray, local)
+
+
+def test_steer_record_engine_ray(local_ray, bundled, tmp_path, capsys, one_thread):
+    """The CLI: steer record --engine ray writes the same recording as the local engine."""
+    from steer.cli import main
+
+    common = ["record", "--model", "bundled", "--n", "40", "--seed", "0", "--layers", "0,-1", "--shard-size", "16",
+              "--quiet"]
+    assert main([*common, "--engine", "ray", "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
+    out = capsys.readouterr().out
+    assert "on 2 Ray workers" in out and "reuse it: steer find" in out
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    on_ray, local = Activations.load(tmp_path / "ray"), Activations.load(tmp_path / "local")
+    assert on_ray.layers == [0, 29]
+    _same_recording(on_ray, local)
