@@ -29,6 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from steer.artifacts import write_json_atomic
 from steer.record import (
     REDUCTIONS,
     Activations,
@@ -203,20 +204,20 @@ def record_ray(
         )
         rows: list[int] = []
         files: dict[int, dict[str, Any]] = {}
-        pending: dict[Any, int] = {}
+        pending: dict[Any, Any] = {}  # a running shard -> its actor
         free = list(actors)
         bar = tqdm(desc=f"recording {site} on {num_workers} Ray workers", unit="world", disable=not progress)
         noted = False
 
-        def collect(block: bool) -> None:
+        def collect() -> None:
+            """Wait for one running shard to finish, record its file, and free its actor."""
             nonlocal noted
-            ready, _ = ray.wait(list(pending), num_returns=1, timeout=None if block else 0)
+            ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
-                actor = pending.pop(ref)
+                free.append(pending.pop(ref))
                 got = ray.get(ref)
                 files[got["shard"]] = got["meta"]
                 bar.update(got["rows"])
-                free.append(actors[actor])
                 if got["note"] and not noted:
                     noted = True
                     print(f"steer: {got['note']}", file=sys.stderr)
@@ -230,13 +231,13 @@ def record_ray(
                 bar.update(len(prompts))
             else:
                 while not free:
-                    collect(block=True)
+                    collect()
                 actor = free.pop()
                 ref = actor.record.remote(str(work), s, prompts, chars, start)
-                pending[ref] = actors.index(actor)
+                pending[ref] = actor
             start += len(prompts)
         while pending:
-            collect(block=True)
+            collect()
         bar.close()
     finally:
         for a in actors:
@@ -253,7 +254,5 @@ def record_ray(
         {**recording_extra(batch_size, reuse_prefix, info["dtype"], info["width"]), "engine": "ray"},
         [files[i] for i in range(len(rows))],
     )
-    from steer.artifacts import write_json_atomic
-
     write_json_atomic(work / "manifest.json", acts.manifest())
     return finish_work(work, Path(out))

@@ -16,7 +16,6 @@ incrementally), so a recording made from a stream and one made in memory are int
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -24,7 +23,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from steer.worlds import PromptSetError, Template, WorldFields, Worlds, _decode, load_template
+from steer.worlds import (
+    PromptSetError,
+    Template,
+    WorldFields,
+    Worlds,
+    iter_delimited,
+    iter_jsonl,
+    load_template,
+    prompt_set_provenance,
+)
 
 Reader = Callable[[int], Iterator[list[dict[str, Any]]]]  # batch size -> batches of records, in order
 
@@ -194,14 +202,7 @@ class WorldStream(WorldFields):
 
     @property
     def provenance(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "n_worlds": len(self),
-            "prompt_set_sha256": self.content_hash,
-            "template": self.template.name,
-            "template_sha256": self.template.sha256,
-            "template_text": self.template.text,
-        }
+        return prompt_set_provenance(self.source, len(self), self.content_hash, self.template)
 
     @property
     def key(self) -> dict[str, Any]:
@@ -236,58 +237,34 @@ class WorldStream(WorldFields):
 # ------------------------------------------------------------------------------------------------ file readers
 
 
-def _jsonl_batches(path: Path, size: int) -> Iterator[list[dict[str, Any]]]:
+def _batched(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
-    with open(path, "rb") as f:
-        for i, raw in enumerate(f, 1):
-            line = _decode(raw, path) if i > 1 else _decode(raw, path).lstrip("\ufeff")
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise PromptSetError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-            if not isinstance(rec, dict):
-                raise PromptSetError(f"{path}:{i}: each line must be a JSON object, got {type(rec).__name__}")
-            batch.append(rec)
-            if len(batch) == size:
-                yield batch
-                batch = []
+    for rec in records:
+        batch.append(rec)
+        if len(batch) == size:
+            yield batch
+            batch = []
     if batch:
         yield batch
+
+
+def _file_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """A text file's lines as (line number, text), read as they are needed (a UTF-8 BOM is dropped)."""
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                yield i, raw.decode("utf-8-sig" if i == 1 else "utf-8")
+            except UnicodeDecodeError:
+                raise PromptSetError(f"{path}:{i}: not UTF-8 text; save the file as UTF-8") from None
+
+
+def _jsonl_batches(path: Path, size: int) -> Iterator[list[dict[str, Any]]]:
+    yield from _batched(iter_jsonl(_file_lines(path), path), size)
 
 
 def _delimited_batches(path: Path, delimiter: str, size: int) -> Iterator[list[dict[str, Any]]]:
     with open(path, encoding="utf-8-sig", newline="") as f:
-        if delimiter == "\t":  # GLUE-style TSV: quotes are text
-            reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.reader(f, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise PromptSetError(f"{path}: empty file") from None
-        except UnicodeDecodeError:
-            raise PromptSetError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
-        if len(set(header)) != len(header) or not all(header):
-            raise PromptSetError(f"{path}: the header row needs distinct, non-empty field names, got {header}")
-        batch: list[dict[str, Any]] = []
-        try:
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(header):
-                    raise PromptSetError(f"{path}:{reader.line_num}: {len(row)} columns, the header has {len(header)}")
-                batch.append(dict(zip(header, row)))
-                if len(batch) == size:
-                    yield batch
-                    batch = []
-        except csv.Error as e:
-            raise PromptSetError(f"{path}:{reader.line_num}: {e} (a field too large or a stray quote?)") from None
-        except UnicodeDecodeError:
-            raise PromptSetError(f"{path}: not UTF-8 text near line {reader.line_num}; save it as UTF-8") from None
-    if batch:
-        yield batch
+        yield from _batched(iter_delimited(f, path, delimiter), size)
 
 
 def _parquet_batches(path: Path, size: int) -> Iterator[list[dict[str, Any]]]:

@@ -19,10 +19,10 @@ import math
 import os
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -117,6 +117,18 @@ class Template:
                 return pos, pos + len(value)
             pos += len(value)
         raise AssertionError("a template always has its text field")  # pragma: no cover
+
+
+def prompt_set_provenance(source: str, n_worlds: int, sha256: str, template: Template) -> dict[str, Any]:
+    """What a recording keeps of the prompt-made worlds it ran (for :class:`Worlds` and streams alike)."""
+    return {
+        "source": source,
+        "n_worlds": n_worlds,
+        "prompt_set_sha256": sha256,
+        "template": template.name,
+        "template_sha256": template.sha256,
+        "template_text": template.text,
+    }
 
 
 def available_templates() -> list[str]:
@@ -425,14 +437,7 @@ class Worlds(WorldFields):
 
     @property
     def provenance(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "n_worlds": len(self),
-            "prompt_set_sha256": self.prompt_set_hash,
-            "template": self.template.name,
-            "template_sha256": self.template.sha256,
-            "template_text": self.template.text,
-        }
+        return prompt_set_provenance(self.source, len(self), self.prompt_set_hash, self.template)
 
     def with_fields_for(self, spec: str) -> Worlds:
         """These worlds, with VADER fields added when the proposition ``spec`` uses one they lack."""
@@ -579,8 +584,23 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    for i, line in enumerate(_decode(_read_bytes(path), path).splitlines(), 1):
+    records = list(iter_jsonl(enumerate(_decode(_read_bytes(path), path).splitlines(), 1), path))
+    if not records:
+        raise PromptSetError(f"{path}: no records")
+    return records
+
+
+def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
+    text = _decode(_read_bytes(path), path)
+    records = list(iter_delimited(io.StringIO(text, newline=""), path, delimiter))
+    if not records:
+        raise PromptSetError(f"{path}: no records")
+    return records
+
+
+def iter_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> Iterator[dict[str, Any]]:
+    """The records of JSONL lines given as (line number, text); a malformed line is an error naming it."""
+    for i, line in lines:
         if not line.strip():
             continue
         try:
@@ -591,16 +611,12 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             raise PromptSetError(f"{path}:{i}: JSON nested too deeply") from None
         if not isinstance(rec, dict):
             raise PromptSetError(f"{path}:{i}: each line must be a JSON object, got {type(rec).__name__}")
-        records.append(rec)
-    if not records:
-        raise PromptSetError(f"{path}: no records")
-    return records
+        yield rec
 
 
-def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    text = _decode(_read_bytes(path), path)
-    stream = io.StringIO(text, newline="")
-    if delimiter == "\t":  # GLUE-style TSV: quotes are text
+def iter_delimited(stream: TextIO, path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
+    """The records of CSV/TSV text whose header row names the fields (TSV GLUE-style: quotes are text)."""
+    if delimiter == "\t":
         reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
     else:
         reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
@@ -612,18 +628,16 @@ def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
         header = [h.strip() for h in header]
         if len(set(header)) != len(header) or not all(header):
             raise PromptSetError(f"{path}: the header row needs distinct, non-empty field names, got {header}")
-        records = []
         for row in reader:
             if not row:
                 continue
             if len(row) != len(header):
                 raise PromptSetError(f"{path}:{reader.line_num}: {len(row)} columns, the header has {len(header)}")
-            records.append(dict(zip(header, row)))
+            yield dict(zip(header, row))
     except csv.Error as e:
         raise PromptSetError(f"{path}:{reader.line_num}: {e} (a field too large or a stray quote?)") from None
-    if not records:
-        raise PromptSetError(f"{path}: no records")
-    return records
+    except UnicodeDecodeError:  # a file read as it streams
+        raise PromptSetError(f"{path}: not UTF-8 text near line {reader.line_num}; save it as UTF-8") from None
 
 
 def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:

@@ -11,33 +11,9 @@ from steer.positions import shared_prefix_length, text_token_spans
 from steer.record import record
 from steer.worlds import Template, Worlds
 
+from .test_record import hf_reference
+
 PREFIX_TEMPLATE = "Input:\n{text}\nAnswer:"
-
-
-def hf_reference(model, prompts, spans, site, layers, reduce):
-    """One prompt at a time (no padding, no cache) through the plain HF model; ``mean`` over the given spans."""
-    hf = model.bridge.original_model
-    rows = []
-    for p, (lo, hi) in zip(prompts, spans):
-        ids = model.tokenizer(p, return_tensors="pt").input_ids
-        got, handles = {}, []
-        for layer in layers:
-            block = hf.model.layers[layer]
-            if site == "mlp":
-                handles.append(block.mlp.down_proj.register_forward_pre_hook(
-                    lambda mod, args, layer=layer: got.__setitem__(layer, args[0])))
-            else:
-                handles.append(block.register_forward_hook(
-                    lambda mod, args, out, layer=layer: got.__setitem__(layer, out[0] if isinstance(out, tuple) else out)))
-        try:
-            with torch.no_grad():
-                hf(input_ids=ids)
-        finally:
-            for h in handles:
-                h.remove()
-        rows.append(torch.stack([got[layer][0, -1] if reduce == "last" else got[layer][0, lo:hi].mean(0)
-                                 for layer in layers]))
-    return torch.stack(rows).float()
 
 
 def pieces_spans(model, worlds):
@@ -62,7 +38,7 @@ def test_prefix_reuse_equals_the_full_forward(tiny_model, toy_records, site, red
     reused = record(tiny_model, worlds, site=site, layers=layers, reduce=reduce, batch_size=4, progress=False)
     full = record(tiny_model, worlds, site=site, layers=layers, reduce=reduce, batch_size=4, progress=False,
                   reuse_prefix=False)
-    ref = hf_reference(tiny_model, worlds.prompts, pieces_spans(tiny_model, worlds), site, layers, reduce)
+    ref = hf_reference(tiny_model, worlds.prompts, site, layers, reduce, pieces_spans(tiny_model, worlds))
     torch.testing.assert_close(reused.X, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(full.X, ref, rtol=1e-5, atol=1e-6)
     assert reused.extra["reuse_prefix"] and "no prefix reuse" not in capsys.readouterr().err
@@ -101,7 +77,7 @@ def test_mean_is_over_the_text_span_only(tiny_qwen, toy_records):
     assert got.tolist() == [list(s) for s in spans]
     acts = record(tiny_qwen, worlds, layers=[2], reduce="mean", progress=False)
     whole = [(0, len(tiny_qwen.encode(p))) for p in worlds.prompts]
-    ref_whole = hf_reference(tiny_qwen, worlds.prompts, whole, "mlp", [2], "mean")
+    ref_whole = hf_reference(tiny_qwen, worlds.prompts, "mlp", [2], "mean", whole)
     assert not torch.allclose(acts.X, ref_whole, rtol=1e-3), "the template's tokens are not in the mean"
 
 

@@ -8,11 +8,13 @@ from steer.record import Activations, parse_layers, record, resolve_layers
 from steer.worlds import Worlds
 
 
-def hf_reference(model, prompts, site, layers, reduce):
-    """One prompt at a time through the plain HF model: down_proj's input (mlp) or the layer output (resid)."""
+def hf_reference(model, prompts, site, layers, reduce, spans=None):
+    """One prompt at a time through the plain HF model: down_proj's input (mlp) or the layer output (resid);
+    ``mean`` over all tokens, or over each prompt's token span [lo, hi) when ``spans`` is given."""
     hf = model.bridge.original_model
     rows = []
-    for p in prompts:
+    for i, p in enumerate(prompts):
+        lo, hi = spans[i] if spans is not None else (0, None)
         ids = model.tokenizer(p, return_tensors="pt").input_ids
         got, handles = {}, []
         for layer in layers:
@@ -29,7 +31,8 @@ def hf_reference(model, prompts, site, layers, reduce):
         finally:
             for h in handles:
                 h.remove()
-        rows.append(torch.stack([got[layer][0, -1] if reduce == "last" else got[layer][0].mean(0) for layer in layers]))
+        rows.append(torch.stack([got[layer][0, -1] if reduce == "last" else got[layer][0, lo:hi].mean(0)
+                                 for layer in layers]))
     return torch.stack(rows).float()
 
 
