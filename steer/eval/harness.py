@@ -361,7 +361,7 @@ def build_methods(model: Model, cfg: SteeringEvalConfig, progress: bool = True) 
                 "baseline",
                 {"layer": layer},
                 vectors=residual_vectors(stats, 0),
-                layer=layer,
+                layers=(layer,),
             )
         )
     if cfg.selfcond_k:

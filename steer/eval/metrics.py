@@ -67,7 +67,7 @@ def perplexity(model: Model, prompts: Sequence[str], continuations: Sequence[str
     Returns:
         exp(mean negative log-likelihood per continuation token); inf when there are no tokens.
     """
-    pairs = continuation_nll(model, prompts, continuations)
+    pairs = continuation_nll(model, prompts, continuations, batch_size=64)
     nll, count = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
     return math.exp(nll / count) if count else float("inf")
 

@@ -231,3 +231,92 @@ def plot_fairness(rows: list[dict[str, Any]], path: str | os.PathLike[str]) -> P
     ax.set_title("income classifier on UCI Adult, one point per seed", fontsize=9)
     fig.tight_layout()
     return save_figure(fig, path)
+
+
+def plot_matched(result: dict[str, Any], budget: float, path: str | os.PathLike[str]) -> Path:
+    """Success from neutral openings at ``budget`` x unsteered perplexity: one panel per scorer, a pair of bars
+    (toward positive, toward negative) per method, with Wilson 95% intervals.
+
+    Args:
+        result: a :func:`steer.eval.matched_eval` result.
+        budget: the perplexity ratio whose settings are shown (knob-less methods at their only setting).
+        path: the PNG to write.
+
+    Returns:
+        The path written.
+    """
+    from steer.eval.matched import row_success, rows_at
+
+    scorers = list(result["scorers"])
+    rows = rows_at(result, budget)
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    fig = Figure(figsize=(5 * len(scorers), 0.45 * len(names) + 1.6))
+    axes = np.atleast_1d(fig.subplots(1, len(scorers), sharey=True))
+    y = np.arange(len(names))[::-1]
+    for ax, scorer in zip(axes, scorers):
+        for off, (target, color) in zip((0.18, -0.18), (("positive", "tab:green"), ("negative", "tab:purple"))):
+            for yi, name in zip(y, names):
+                r = next((r for r in rows if r["method"] == name and r["toward"] == target), None)
+                s = None if r is None else row_success(r, scorer)
+                if s is None or not s["n"]:
+                    continue
+                ax.barh(yi + off, s["rate"], height=0.34, color=color, label=f"toward {target}" if yi == y[0] else None)
+                err = [[max(0.0, s["rate"] - s["lo"])], [max(0.0, s["hi"] - s["rate"])]]
+                ax.errorbar(s["rate"], yi + off, xerr=err, fmt="none", ecolor="k", lw=0.8)
+        ax.set_yticks(y, names, fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_xlabel(f"success from neutral openings ({scorer})", fontsize=8)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"steering at {budget:g}x unsteered perplexity (settings found on dev, shown on test)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def plot_k_curve(rows: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> Path:
+    """Success at matched fluency against the number of units k (log), one line per selection score and target;
+    layer-group points (``layers`` other than ``all``) drawn as labelled markers at their k.
+
+    Args:
+        rows: dicts with ``score``, ``k``, ``layers``, ``toward``, ``rate``, ``lo``, ``hi``.
+        path: the PNG to write.
+        title: the figure title.
+
+    Returns:
+        The path written.
+    """
+    fig = Figure(figsize=(7.5, 4.5))
+    ax = fig.subplots()
+    styles = {"positive": "-", "negative": "--"}
+    markers = {"early": "v", "middle": "s", "late": "^"}
+    for score in dict.fromkeys(r["score"] for r in rows):
+        color = None
+        for target in ("positive", "negative"):
+            rs = sorted(
+                (r for r in rows if r["score"] == score and r["toward"] == target and r["layers"] == "all"),
+                key=lambda r: r["k"],
+            )
+            if rs:
+                (line,) = ax.plot(
+                    [r["k"] for r in rs],
+                    [r["rate"] for r in rs],
+                    styles[target],
+                    marker="o",
+                    color=color,
+                    label=f"{score}, toward {target}",
+                )
+                color = line.get_color()
+                ax.fill_between(
+                    [r["k"] for r in rs], [r["lo"] for r in rs], [r["hi"] for r in rs], color=color, alpha=0.12
+                )
+            for r in rows:
+                if r["score"] == score and r["toward"] == target and r["layers"] != "all":
+                    ax.scatter([r["k"]], [r["rate"]], marker=markers.get(r["layers"], "x"), color=color, zorder=3, s=22)
+                    ax.annotate(r["layers"], (r["k"], r["rate"]), fontsize=6, xytext=(3, 0), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("units steered k (for + against the proposition)")
+    ax.set_ylabel("success from neutral openings")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title(title or "how many neurons does sentiment need? (success at matched fluency)", fontsize=9)
+    fig.tight_layout()
+    return save_figure(fig, path)

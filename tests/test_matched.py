@@ -1,0 +1,244 @@
+"""The steering benchmark at matched fluency: its prompts, its knob search, its peer methods, and a run end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from steer import PROMPTS_DIR, Worlds
+
+BENCH = PROMPTS_DIR / "steering_bench"
+
+
+# ------------------------------------------------------------------------------------------ prompts
+
+
+def test_bench_prompts_have_the_promised_sizes_splits_and_no_overlap():
+    from steer.eval import BenchPrompts
+
+    neutral, opposite = Worlds.from_file(BENCH / "neutral.jsonl"), Worlds.from_file(BENCH / "opposite.jsonl")
+    assert len(neutral) >= 240 and len(opposite) >= 120
+    assert set(neutral.column("label")) == {"neutral"}
+    assert len(set(neutral.column("register"))) >= 6
+    for w in (neutral, opposite):
+        splits = w.column("split")
+        assert set(splits) == {"dev", "test"} and abs(splits.count("dev") - splits.count("test")) <= 2
+    texts = neutral.prompts + opposite.prompts
+    assert len(set(texts)) == len(texts), "a prompt appears twice"
+    others = set()
+    for f in ("sentiment.jsonl", "steering_dev.jsonl", "steering_test.jsonl", "steering_opposite.jsonl"):
+        others |= set(Worlds.from_file(PROMPTS_DIR / f).prompts)
+    assert not set(texts) & others, "the benchmark's prompts must not repeat the other prompt sets"
+    dev = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "dev")
+    test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test")
+    assert not set(dev.neutral) & set(test.neutral)
+    assert len(test.against("positive")) == len(test.against("negative")) == 30
+    lab = {p: lab for p, lab in zip(opposite.prompts, opposite.column("label"))}
+    assert all(lab[p] == "negative" for p in test.against("positive"))
+    some = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", 10, 6)
+    assert len(some.neutral) == 10 and [lab for _, lab in some.opposite].count("positive") == 3
+
+
+def test_bench_prompts_refuse_an_unknown_split_and_label(tmp_path):
+    from steer.eval import BenchPrompts
+
+    with pytest.raises(ValueError, match="split='val'"):
+        BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "val")
+    bad = tmp_path / "o.jsonl"
+    bad.write_text(json.dumps({"text": "Fine.", "label": "meh", "split": "test"}) + "\n")
+    with pytest.raises(ValueError, match="label 'meh'"):
+        BenchPrompts.from_files(BENCH / "neutral.jsonl", bad, "test")
+
+
+# ------------------------------------------------------------------------------------------ search
+
+
+def _counting(f):
+    calls = []
+
+    def g(x):
+        calls.append(x)
+        return f(x)
+
+    return g, calls
+
+
+@pytest.mark.parametrize("target", [1.25, 1.5, 3.0])
+def test_search_knob_finds_the_setting_of_a_monotone_ratio(target):
+    from steer.eval import Knob, search_knob
+
+    f, calls = _counting(lambda x: 1 + 0.08 * x**1.7)
+    memo: dict[float, float] = {}
+    x = search_knob(f, Knob(3.0, 0.05, 64.0), target, memo, tol=0.03, max_evals=10)
+    assert abs(f(x) / target - 1) <= 0.03
+    assert len(calls) - 1 <= 8 and len(memo) == len(calls) - 1  # each setting run once (the last call is ours)
+
+
+def test_search_knob_reuses_the_settings_of_an_earlier_budget():
+    from steer.eval import Knob, search_knob
+
+    f, calls = _counting(lambda x: math.exp(0.1 * x))
+    memo: dict[float, float] = {}
+    search_knob(f, Knob(3.0, 0.05, 64.0), 1.5, memo, tol=0.02)
+    first = len(calls)
+    x = search_knob(f, Knob(3.0, 0.05, 64.0), 1.25, memo, tol=0.02)
+    assert abs(math.exp(0.1 * x) / 1.25 - 1) <= 0.02
+    assert len(calls) - first < first  # the bracket of the first search is reused
+
+
+def test_search_knob_integer_knob_and_unreachable_budget():
+    from steer.eval import Knob, search_knob
+
+    memo: dict[float, float] = {}
+    x = search_knob(lambda k: 1 + k / 100, Knob(50, 1, 2000, integer=True), 1.5, memo, tol=0.0)
+    assert x == 50 and all(float(k).is_integer() for k in memo)
+    # a method that never costs the budget stops at its upper bound, and the closest setting is returned
+    memo = {}
+    x = search_knob(lambda c: 1.1, Knob(3.0, 0.05, 8.0), 1.5, memo, max_evals=10)
+    assert max(memo) == 8.0 and len(memo) <= 4
+    # a method already over budget at its lower bound stops there
+    memo = {}
+    x = search_knob(lambda c: 5.0 + c, Knob(3.0, 0.5, 8.0), 1.5, memo, max_evals=10)
+    assert x == 0.5 and min(memo) == 0.5
+    with pytest.raises(ValueError, match="lo <= start <= hi"):
+        Knob(3.0, 4.0, 8.0)
+
+
+def test_verdicts_compare_intervals():
+    from steer.eval.matched import verdict
+
+    assert verdict({"lo": 0.8, "hi": 0.9}, {"lo": 0.5, "hi": 0.7}) == "win"
+    assert verdict({"lo": 0.5, "hi": 0.7}, {"lo": 0.8, "hi": 0.9}) == "lose"
+    assert verdict({"lo": 0.6, "hi": 0.85}, {"lo": 0.8, "hi": 0.9}) == "tie"
+
+
+# ------------------------------------------------------------------------------------------ peers
+
+
+def test_pca_directions_recover_the_contrast_axis_and_its_sign():
+    from steer.eval import pca_directions
+
+    g = torch.Generator().manual_seed(0)
+    pairs, layers, d = 64, 3, 16
+    axis = torch.nn.functional.normalize(torch.randn(layers, d, generator=g), dim=-1)
+    base = torch.randn(pairs, layers, d, generator=g)
+    size = 1 + torch.rand(pairs, 1, 1, generator=g) * 3  # the pairs differ by various amounts along the axis
+    pos = base + size * axis + 0.05 * torch.randn(pairs, layers, d, generator=g)
+    neg = base - size * axis + 0.05 * torch.randn(pairs, layers, d, generator=g)
+    v = pca_directions(pos, neg)
+    assert v.shape == (layers, d)
+    cos = (v * axis).sum(-1)
+    assert torch.all(cos > 0.99), cos  # the axis, pointing toward the positive members
+    assert torch.allclose(v.norm(dim=-1), torch.ones(layers), atol=1e-5)
+    flipped = pca_directions(neg, pos)
+    assert torch.all((flipped * axis).sum(-1) < -0.99)
+    with pytest.raises(ValueError, match="pairs>=2"):
+        pca_directions(pos[:1], neg[:1])
+
+
+def test_contrast_pairs_share_their_suffix_and_differ_in_persona():
+    from steer.eval import contrast_pairs
+
+    pairs = contrast_pairs(["The soup was rich.", "A long queue at noon."], n=5, seed=1)
+    assert len(pairs) == 5 and pairs == contrast_pairs(["The soup was rich.", "A long queue at noon."], 5, 1)
+    for p, n in pairs:
+        assert p != n and p.split(". ", 1)[1] == n.split(". ", 1)[1]
+    with pytest.raises(ValueError, match="some text"):
+        contrast_pairs(["  "])
+
+
+def test_residual_vector_at_several_layers_adds_its_vector_at_each(tiny_qwen):
+    from steer.eval import ResidualVector
+
+    d, layers = tiny_qwen.d_model, (0, 1)
+    v = torch.randn(2, d)
+    m = ResidualVector("caa", [], vectors={"positive": v, "negative": -v}, layers=layers)
+    ctx = m.context(tiny_qwen, "negative", 0.5)
+    assert ctx.site == "resid" and set(ctx.edits) == set(layers)
+    for i, layer in enumerate(layers):
+        assert torch.allclose(ctx.edits[layer].affine.shift, -0.5 * v[i])
+        assert torch.equal(ctx.edits[layer].affine.scale, torch.ones(d))
+    ids, mask = tiny_qwen.tokenize(["the film was"])
+    plain = tiny_qwen.bridge(ids, attention_mask=mask)
+    with ctx:
+        steered = tiny_qwen.bridge(ids, attention_mask=mask)
+    assert not torch.allclose(steered, plain)
+    assert torch.allclose(tiny_qwen.bridge(ids, attention_mask=mask), plain)
+    one = ResidualVector("caa1", [], vectors={"positive": v[0], "negative": -v[0]}, layers=(1,))
+    assert set(one.context(tiny_qwen, "positive", 1.0).edits) == {1}
+
+
+def test_combined_steering_stacks_its_parts_and_removes_them(tiny_qwen):
+    from steer import Steerer
+    from steer.eval import CombinedSteering, NeuronSteering
+    from steer.interventions import Affine, LayerEdit
+
+    def edit(value):
+        return {0: LayerEdit(torch.tensor([0, 1]), Affine(torch.ones(2), torch.full((2,), value)))}
+
+    class Fixed(NeuronSteering):
+        def context(self, model, target, coeff):
+            return Steerer.from_edits(model, "mlp", edit(coeff if target == "positive" else -coeff))
+
+    a, b = Fixed("a", []), Fixed("b", [])
+    both = CombinedSteering("both", [], parts={"positive": [(a, "positive"), (b, "positive")]})
+    ids, mask = tiny_qwen.tokenize(["the film was"])
+    plain = tiny_qwen.bridge(ids, attention_mask=mask)
+    with a.context(tiny_qwen, "positive", 2.0):
+        one = tiny_qwen.bridge(ids, attention_mask=mask)
+    with a.context(tiny_qwen, "positive", 4.0):
+        double = tiny_qwen.bridge(ids, attention_mask=mask)
+    with both.context(tiny_qwen, "positive", 2.0):
+        stacked = tiny_qwen.bridge(ids, attention_mask=mask)
+    assert not torch.allclose(one, plain)
+    assert torch.allclose(stacked, double, atol=1e-5)  # two +2 edits of the same units = one +4 edit
+    assert torch.allclose(tiny_qwen.bridge(ids, attention_mask=mask), plain)
+
+
+# ------------------------------------------------------------------------------------------ end to end
+
+
+def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
+    from steer import score_units
+    from steer.eval import (
+        Bench,
+        BenchPrompts,
+        MatchedConfig,
+        NeuronSteering,
+        PromptPrefix,
+        VaderScorer,
+        matched_eval,
+        matched_table,
+        plot_matched,
+        verdicts,
+    )
+    from tests.conftest import labelled_corpus
+
+    worlds = Worlds.from_records(labelled_corpus(4))
+    acts = __import__("steer").record(tiny_qwen, worlds, site="mlp", progress=False)
+    scores = {t: score_units(acts, worlds.proposition(f"label={t}"), "rank-D") for t in ("positive", "negative")}
+    neurons = NeuronSteering("neurons", [], "neurons", sets={t: s.top(5) for t, s in scores.items()})
+    prefix = PromptPrefix("prefix", [], "baseline")
+    dev = BenchPrompts(["the film", "a quiet morning"])
+    test = BenchPrompts(["cold soup", "the train"], [("what a lovely day", "positive"), ("awful", "negative")])
+    cfg = MatchedConfig(budgets=(1.25, 1.5), samples=2, max_new_tokens=5, max_evals=3)
+    bench = Bench(tiny_qwen, [VaderScorer()], dev, test, cfg, progress=False)
+    r = matched_eval(bench, [neurons, prefix])
+    assert len(r["rows"]) == 2 * 2 + 2  # neurons: budgets x targets; prefix: targets at its only setting
+    for row in r["rows"]:
+        assert row["test"]["neutral"]["n"] == 4 and row["ratio"] > 0
+        against = row["test"][f"against_{'negative' if row['toward'] == 'positive' else 'positive'}"]
+        assert against["n"] == 2 and "success" in against["scores"]["vader"]
+        assert row["method"] != "prefix" or row["budget"] is None
+    tr = r["traces"]["neurons -> positive"]
+    assert 1 <= len(tr) <= 2 * 3 and all(t["ratio"] > 0 for t in tr)
+    table = matched_table(r, 1.5)
+    assert "| neurons |" in table and "| prefix |" in table
+    assert {v["peer"] for v in verdicts(r, "neurons", 1.5)} == {"prefix"}
+    assert plot_matched(r, 1.5, tmp_path / "m.png").stat().st_size > 1000
+    json.dumps(r)  # JSON-ready
+    again = matched_eval(Bench(tiny_qwen, [VaderScorer()], dev, test, cfg, progress=False), [neurons, prefix])
+    assert [x["knob"] for x in again["rows"]] == [x["knob"] for x in r["rows"]]  # seeded: reproducible
