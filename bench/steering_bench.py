@@ -115,8 +115,8 @@ def build(model, bench, size, progress, log):
         neuron_method("neurons (rank-D, k=500)", rank, 500, info={"score": "rank-D", "k": 500}),
         neuron_method("neurons (rank-D, k=2000)", rank, 2000, info={"score": "rank-D", "k": 2000}),
         both_sets("neurons (rank-D, k=500, both sets)", rank, 500),
-    ]
-    dev = {m.name: bench.dev_success(m, 1.5) for m in variants}
+    ][: 1 if size["variants"] == "default" else None]
+    dev = {m.name: bench.dev_success(m, max(bench.cfg.budgets)) for m in variants}
     log(f"dev success at 1.5x, neuron variants: {json.dumps({k: round(v, 3) for k, v in dev.items()})}")
     neurons = max(variants, key=lambda m: dev[m.name])
     choices["neurons"] = {"candidates": dev, "chosen": neurons.name}
@@ -136,7 +136,7 @@ def build(model, bench, size, progress, log):
                        Knob(2.0, 0.01, 64.0), vectors={t: v[layer] for t, v in vectors.items()}, layers=(layer,))
         for layer in cands
     ]
-    dev = {m.name: bench.dev_success(m, 1.5) for m in caa_single}
+    dev = {m.name: bench.dev_success(m, max(bench.cfg.budgets)) for m in caa_single}
     log(f"dev success at 1.5x, CAA layers: {json.dumps({k: round(v, 3) for k, v in dev.items()})}")
     caa = max(caa_single, key=lambda m: dev[m.name])
     choices["caa_layer"] = {"candidates": dev, "chosen": caa.name}
@@ -241,11 +241,21 @@ def main():
     ap.add_argument("--scorers", default="vader,minilm-sst2")
     ap.add_argument("--sst2", default=str(SHARED / "data" / "sst2") if (SHARED / "data" / "sst2").is_dir()
                     else "stanfordnlp/sst2", help="labelled data of the probe scorer (a GLUE dir or the hub id)")
+    ap.add_argument("--budgets", default="1.25,1.5", help="perplexity ratios of the table (the k-curve uses 1.5)")
+    ap.add_argument("--n-dev", type=int, default=None, help="dev openings for the search (default: the size's)")
+    ap.add_argument("--n-test", type=int, default=None, help="neutral test openings (default: the size's)")
+    ap.add_argument("--n-opposite", type=int, default=None, help="opposite test openings (default: the size's)")
+    ap.add_argument("--variants", default="all", choices=["all", "default"],
+                    help="neuron-steering variants tried on dev (default: only rank-D k=500)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.time()
-    size = SIZES[args.size]
+    size = dict(SIZES[args.size])
+    for key in ("n_dev", "n_test", "n_opposite"):
+        if getattr(args, key) is not None:
+            size[key] = getattr(args, key)
+    size["variants"] = args.variants
     model = load_model(args.model)
     out = Path(args.out or ROOT / "docs" / "results" / "steering_bench" / model.name.replace("/", "_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -257,12 +267,14 @@ def main():
     dev = BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "dev", n_neutral=size["n_dev"])
     test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test",
                                    n_neutral=size["n_test"], n_opposite=size["n_opposite"])
-    cfg = MatchedConfig(samples=size["samples"], max_evals=size["max_evals"])
+    budgets = tuple(float(b) for b in args.budgets.split(","))
+    cfg = MatchedConfig(budgets=budgets, samples=size["samples"], max_evals=size["max_evals"])
     bench = Bench(model, scorers, dev, test, cfg, progress=False)
     log(f"model {model.name}; unsteered dev ppl {bench.unsteered_dev_ppl():.2f}")
     methods, choices, shared = build(model, bench, size, False, log)
     log(f"methods: {[m.name for m in methods]}; choices {choices}")
-    result = {"model": model.name, "provenance": model.provenance, "size": args.size, "choices": choices,
+    result = {"model": model.name, "provenance": model.provenance, "size": args.size, "sizes": size,
+              "choices": choices,
               "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}", "plots": {}}
     from steer import __version__
     result["steer_version"] = __version__
@@ -272,9 +284,10 @@ def main():
         for b in table["budgets"]:
             result["plots"][f"matched_{b:g}"] = str(plot_matched(table, b, out / f"matched_{b:g}x.png"))
             log(f"at {b:g}x:\n" + matched_table(table, b))
-        for name in dict.fromkeys(r["method"] for r in rows_at(table, 1.5)):
-            rs = [r for r in rows_at(table, 1.5) if r["method"] == name]
-            log(f"{name}: pooled success at 1.5x " + ", ".join(
+        top = max(table["budgets"])
+        for name in dict.fromkeys(r["method"] for r in rows_at(table, top)):
+            rs = [r for r in rows_at(table, top) if r["method"] == name]
+            log(f"{name}: pooled success at {top:g}x " + ", ".join(
                 f"{s} {pooled_rate(rs, s)['rate']:.1%}" for s in table["scorers"]))
     if args.stage in ("all", "k"):
         k = k_stage(model, bench, size, shared, choices["neurons"], False, log)
