@@ -102,12 +102,18 @@ def contrast_states(model, pairs, progress):
     return X[0::2], X[1::2]
 
 
-def build(model, bench, size, progress, log):
-    """Every method of the table, with the dev choices made on the way (and logged)."""
+def units(model, progress):
+    """The worlds (prompts/sentiment.jsonl, plain), their MLP recording (mean over the text) and rank-D per target."""
     worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template="plain")
     props = {t: worlds.proposition(f"label={t}") for t in TARGETS}
     acts = cached_recording(model, worlds, "mlp", "mean", None, progress)
     rank = {t: score_units(acts, p, "rank-D") for t, p in props.items()}
+    return {"worlds": worlds, "acts": acts, "props": props, "rank": rank}
+
+
+def build(model, bench, size, shared, progress, log):
+    """Every method of the table, with the dev choices made on the way (and logged)."""
+    worlds, acts, props, rank = shared["worlds"], shared["acts"], shared["props"], shared["rank"]
     choices = {}
 
     # neuron steering: three variants, the best dev success at 1.5x is the one compared
@@ -159,14 +165,14 @@ def build(model, bench, size, progress, log):
     prompting = Prompting("prompting: instruction", [], "baseline", {"instruction": Prompting.instruction})
     prefix = PromptPrefix("prompting: sentiment prefix", [], "baseline", {})
     methods = [neurons, random, caa, caa_all, pca, prompting, prefix, selfcond]
-    return methods, choices, {"acts": acts, "props": props, "rank": rank}
+    return methods, choices
 
 
-def k_stage(model, bench, size, shared, chosen_k, progress, log):
+def k_stage(model, bench, size, shared, log):
     """Success at 1.5x for k and layer groups, rank-D and the best other score (chosen on dev at k=500)."""
     acts, props, rank = shared["acts"], shared["props"], shared["rank"]
     others = {}
-    for score in ("zscore-D", "D", "mean-diff"):
+    for score in size["other_scores"]:
         s = {t: score_units(acts, p, score) for t, p in props.items()}
         m = neuron_method(f"neurons ({score}, k=500)", s, 500, info={"score": score, "k": 500})
         others[score] = (bench.dev_success(m, 1.5), s)
@@ -221,7 +227,7 @@ def report(result, out):
             md += [f"- {p}: {c['win']} win, {c['tie']} tie, {c['lose']} lose" for p, c in counts.items()]
             md += [""]
     k = result.get("k_curve")
-    if k:
+    if k and "k_curve" in result["plots"]:
         md += ["## How many neurons does sentiment need?", "",
                f"At 1.5x, {k['n_test']} neutral test openings x 1 sample; other score chosen on dev: "
                f"`{k['other_score']}` (dev success {json.dumps({n: round(v, 3) for n, v in k['dev_other_scores'].items()})}).",
@@ -247,6 +253,9 @@ def main():
     ap.add_argument("--n-opposite", type=int, default=None, help="opposite test openings (default: the size's)")
     ap.add_argument("--variants", default="all", choices=["all", "default"],
                     help="neuron-steering variants tried on dev (default: only rank-D k=500)")
+    ap.add_argument("--ks", default=None, help="k values of the k-curve (default: the size's)")
+    ap.add_argument("--other-scores", default="zscore-D,D,mean-diff",
+                    help="selection scores the k-curve's second line is chosen from on dev (at k=500)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
@@ -256,6 +265,9 @@ def main():
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
     size["variants"] = args.variants
+    if args.ks:
+        size["ks"] = tuple(int(k) for k in args.ks.split(","))
+    size["other_scores"] = tuple(args.other_scores.split(","))
     model = load_model(args.model)
     out = Path(args.out or ROOT / "docs" / "results" / "steering_bench" / model.name.replace("/", "_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -271,10 +283,11 @@ def main():
     cfg = MatchedConfig(budgets=budgets, samples=size["samples"], max_evals=size["max_evals"])
     bench = Bench(model, scorers, dev, test, cfg, progress=False)
     log(f"model {model.name}; unsteered dev ppl {bench.unsteered_dev_ppl():.2f}")
-    methods, choices, shared = build(model, bench, size, False, log)
+    shared = units(model, False)
+    methods, choices = build(model, bench, size, shared, False, log) if args.stage != "k" else ([], {})
     log(f"methods: {[m.name for m in methods]}; choices {choices}")
     result = {"model": model.name, "provenance": model.provenance, "size": args.size, "sizes": size,
-              "choices": choices,
+              "stage": args.stage, "choices": choices,
               "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}", "plots": {}}
     from steer import __version__
     result["steer_version"] = __version__
@@ -289,20 +302,28 @@ def main():
             rs = [r for r in rows_at(table, top) if r["method"] == name]
             log(f"{name}: pooled success at {top:g}x " + ", ".join(
                 f"{s} {pooled_rate(rs, s)['rate']:.1%}" for s in table["scorers"]))
+        save(result, bench, out, t0)  # the table is kept even if the k stage is interrupted
     if args.stage in ("all", "k"):
-        k = k_stage(model, bench, size, shared, choices["neurons"], False, log)
+        k = k_stage(model, bench, size, shared, log)
         result["k_curve"] = k
         for scorer in {r["scorer"] for r in k["rows"]}:
             rows = [r for r in k["rows"] if r["scorer"] == scorer]
             result["plots"][f"k_curve_{scorer}"] = str(plot_k_curve(rows, out / f"k_curve_{scorer}.png",
                                                                     f"success at 1.5x perplexity ({scorer})"))
         result["plots"]["k_curve"] = result["plots"][f"k_curve_{scorers[0].name}"]
+    save(result, bench, out, t0)
+    log(f"wrote {out}/report.md")
+
+
+def save(result, bench, out, t0):
+    """result.json (with every dev run of the search) and report.md, written whole each time (temp + rename)."""
     result["dev_traces"] = {f"{a} -> {b}": sorted(v.values(), key=lambda r: r["knob"])
                             for (a, b), v in bench.traces.items()}
     result["seconds"] = round(time.time() - t0, 1)
-    (out / "result.json").write_text(json.dumps(result, indent=1, default=str))
+    tmp = out / "result.json.tmp"
+    tmp.write_text(json.dumps(result, indent=1, default=str))
+    tmp.replace(out / "result.json")
     report(result, out)
-    log(f"wrote {out}/report.md")
 
 
 if __name__ == "__main__":
