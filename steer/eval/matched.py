@@ -29,7 +29,7 @@ import numpy as np
 
 from steer.eval.methods import Knob, Method
 from steer.eval.metrics import format_rate, perplexity, rate
-from steer.eval.quality import TARGETS, score_run
+from steer.eval.quality import TARGETS, sample, score_run
 from steer.steering import GenerationConfig
 from steer.worlds import Worlds
 
@@ -173,29 +173,6 @@ def search_knob(
 
 
 # ------------------------------------------------------------------------------------------------ runs
-
-
-def sample(
-    model: Model,
-    method: Method | None,
-    prompts: Sequence[str],
-    target: str | None,
-    x: float,
-    samples: int,
-    seed: int,
-    generation: GenerationConfig,
-) -> tuple[list[str], list[str]]:
-    """(prompts, continuations): ``samples`` sampled continuations of every prompt, drawn in one seeded batch (a
-    batch of all of them runs several times faster than one batch per seed on a CPU)."""
-    from steer.steering import generate_text
-
-    repeated = [p for p in prompts for _ in range(samples)]
-    if method is None or target is None:
-        return repeated, generate_text(model, repeated, generation, seed=seed)
-    shown = method.prompts(repeated, target, x)
-    with method.context(model, target, x):
-        texts = generate_text(model, shown, generation, seed=seed)
-    return repeated, texts
 
 
 @dataclass

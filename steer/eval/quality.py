@@ -51,6 +51,27 @@ def score_run(
     return out
 
 
+def sample(
+    model: Model,
+    method: Method | None,
+    prompts: Sequence[str],
+    target: str | None,
+    x: float,
+    samples: int,
+    seed: int,
+    generation: GenerationConfig,
+) -> tuple[list[str], list[str]]:
+    """(prompts, continuations): ``samples`` sampled continuations of every prompt, drawn in one seeded batch (a
+    batch of all of them runs several times faster than one batch per seed on a CPU)."""
+    repeated = [p for p in prompts for _ in range(samples)]
+    if method is None or target is None:
+        return repeated, generate_text(model, repeated, generation, seed=seed)
+    shown = method.prompts(repeated, target, x)
+    with method.context(model, target, x):
+        texts = generate_text(model, shown, generation, seed=seed)
+    return repeated, texts
+
+
 def run_method(
     model: Model,
     method: Method | None,
@@ -61,15 +82,13 @@ def run_method(
     generation: GenerationConfig,
 ) -> tuple[list[str], list[str]]:
     """(prompts, continuations), one per prompt per seed, generated under the method's context."""
-    shown = list(prompts) if method is None or target is None else method.prompts(prompts, target, coeff)
+    ps: list[str] = []
     texts: list[str] = []
     for seed in seeds:
-        if method is None or target is None:
-            texts += generate_text(model, shown, generation, seed=seed)
-        else:
-            with method.context(model, target, coeff):
-                texts += generate_text(model, shown, generation, seed=seed)
-    return list(prompts) * len(seeds), texts
+        p, t = sample(model, method, prompts, target, coeff, 1, seed, generation)
+        ps += p
+        texts += t
+    return ps, texts
 
 
 def quality_eval(
