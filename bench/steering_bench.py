@@ -8,8 +8,8 @@ Stages (``--stage all`` runs both):
 
 - ``table``: each method's knob is searched on dev for 1.25x and 1.5x the unsteered perplexity, per target; at that
   setting it continues the test split (neutral openings and openings of the opposite sentiment) with 3 samples per opening.
-  Methods: neuron steering (the variant with the best dev success at 1.5x among rank-D k=500, rank-D k=2000 and
-  rank-D k=500 with both propositions' sets), random units (same k), CAA at its best single layer (chosen on dev
+  Methods: neuron steering (per target, the variant with the best dev success at 1.5x among rank-D k=500, rank-D
+  k=2000, rank-D k=500 with both propositions' sets, with the clamp rule, and on generated tokens only), random units (same k), CAA at its best single layer (chosen on dev
   among a few) and at all layers, PCA of contrast-pair differences at all layers (repeng's recipe), prompting
   (an instruction; a sentiment prefix) and self-conditioning.
 - ``k``: success at 1.5x as a function of k (5 ... 2000, all layers) and of the layers (early / middle / late
@@ -42,6 +42,7 @@ from steer.eval import (
     Knob,
     MatchedConfig,
     NeuronSteering,
+    PerTarget,
     PromptPrefix,
     Prompting,
     ResidualVector,
@@ -116,15 +117,26 @@ def build(model, bench, size, shared, progress, log):
     worlds, acts, props, rank = shared["worlds"], shared["acts"], shared["props"], shared["rank"]
     choices = {}
 
-    # neuron steering: three variants, the best dev success at 1.5x is the one compared
+    # neuron steering: the variants (the levers of the issue), each target's best dev success at 1.5x is compared
     variants = [
         neuron_method("neurons (rank-D, k=500)", rank, 500, info={"score": "rank-D", "k": 500}),
         neuron_method("neurons (rank-D, k=2000)", rank, 2000, info={"score": "rank-D", "k": 2000}),
         both_sets("neurons (rank-D, k=500, both sets)", rank, 500),
+        replace(neuron_method("neurons (rank-D, k=500, clamp)", rank, 500,
+                              info={"score": "rank-D", "k": 500, "rule": "clamp"}),
+                rule="clamp", knob=Knob(1.0, 0.01, 64.0)),
+        replace(neuron_method("neurons (rank-D, k=500, generated tokens only)", rank, 500,
+                              info={"score": "rank-D", "k": 500, "apply_to": "generated"}), apply_to="generated"),
     ][: 1 if size["variants"] == "default" else None]
-    dev = {m.name: bench.dev_success(m, max(bench.cfg.budgets)) for m in variants}
-    log(f"dev success at 1.5x, neuron variants: {json.dumps({k: round(v, 3) for k, v in dev.items()})}")
-    neurons = max(variants, key=lambda m: dev[m.name])
+    top = max(bench.cfg.budgets)
+    dev = {t: {m.name: bench.dev_success(m, top, (t,)) for m in variants} for t in TARGETS}
+    log(f"dev success at 1.5x per target, neuron variants: {json.dumps(dev)}")
+    best = {t: max(variants, key=lambda m: dev[t][m.name]) for t in TARGETS}
+    if best["positive"] is best["negative"]:
+        neurons = best["positive"]
+    else:
+        neurons = PerTarget(f"neurons ({'; '.join(f'{t}: {best[t].name[9:-1]}' for t in TARGETS)})", [], "neurons",
+                            {**best["positive"].info, "per_target": {t: best[t].name for t in TARGETS}}, parts=best)
     choices["neurons"] = {"candidates": dev, "chosen": neurons.name}
     k = neurons.info["k"]
 

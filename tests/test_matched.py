@@ -198,6 +198,20 @@ def test_combined_steering_stacks_its_parts_and_removes_them(tiny_qwen):
     assert torch.allclose(tiny_qwen.bridge(ids, attention_mask=mask), plain)
 
 
+def test_per_target_runs_each_targets_own_method_and_knob(tiny_qwen):
+    from steer.eval import Knob, Method, PerTarget, PromptPrefix
+
+    class Marked(Method):
+        def prompts(self, prompts, target, coeff):
+            return [f"{self.name}:{p}" for p in prompts]
+
+    up, down = Marked("up", [], knob=Knob(3.0, 0.1, 9.0)), PromptPrefix("prefix", [], knob=None)
+    m = PerTarget("per target", [], parts={"positive": up, "negative": down})
+    assert m.knob_for("positive") == Knob(3.0, 0.1, 9.0) and m.knob_for("negative") is None
+    assert m.prompts(["x"], "positive", 1.0) == ["up:x"]
+    assert m.prompts(["x"], "negative", 1.0) == down.prompts(["x"], "negative", 1.0) != ["x"]
+
+
 # ------------------------------------------------------------------------------------------ end to end
 
 

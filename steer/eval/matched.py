@@ -219,12 +219,13 @@ class Bench:
 
     def calibrate(self, method: Method, target: str, budget: float) -> dict[str, Any]:
         """The dev-split setting of ``method`` toward ``target`` at perplexity ratio ``budget`` (its dev run)."""
-        if method.knob is None:
+        knob = method.knob_for(target)
+        if knob is None:
             return self.dev_run(method, target, 1.0)
         memo = {x: t["ratio"] for x, t in self.traces.get((method.name, target), {}).items()}
         x = search_knob(
             lambda x: self.dev_run(method, target, x)["ratio"],
-            method.knob,
+            knob,
             budget,
             memo,
             self.cfg.tol,
@@ -232,9 +233,10 @@ class Bench:
         )
         return self.dev_run(method, target, x)
 
-    def dev_success(self, method: Method, budget: float) -> float:
-        """Mean dev success over targets and scorers at the method's setting for ``budget`` (for choices on dev)."""
-        runs = [self.calibrate(method, t, budget) for t in TARGETS]
+    def dev_success(self, method: Method, budget: float, targets: Sequence[str] = TARGETS) -> float:
+        """Mean dev success over ``targets`` and scorers at the method's setting for ``budget`` (for choices on
+        dev)."""
+        runs = [self.calibrate(method, t, budget) for t in targets]
         return float(np.mean([v for r in runs for v in r["success"].values()]))
 
     def test_run(self, method: Method | None, target: str | None, x: float) -> dict[str, Any]:

@@ -14,6 +14,7 @@ knob means different things per method, so methods are compared at equal fluency
   median on the target's worlds (Suau et al.); the knob is k.
 - :class:`Prompting`: an instruction before the prompt ("Continue in a positive tone."); one setting.
   :class:`PromptPrefix`: a sentence of the target's sentiment before the prompt; one setting.
+- :class:`CombinedSteering`: several methods at once; :class:`PerTarget`: a different method per target.
 
 ``knob`` says how the benchmark at matched fluency (:mod:`steer.eval.matched`) searches the method's setting: a
 :class:`Knob` (its start, bounds, and whether it is an integer), or None for a method with a single setting.
@@ -77,6 +78,10 @@ class Method:
         """The prompts as this method shows them to the model."""
         return list(prompts)
 
+    def knob_for(self, target: str) -> Knob | None:
+        """The knob searched toward ``target`` (the same for every target, except in :class:`PerTarget`)."""
+        return self.knob
+
 
 @dataclass
 class NeuronSteering(Method):
@@ -86,9 +91,12 @@ class NeuronSteering(Method):
     sets: dict[str, NeuronSet] = field(default_factory=dict)
     rule: str = "additive"
     direction: Direction = "toward"
+    apply_to: str = "all"
 
     def context(self, model: Model, target: str, coeff: float) -> Steerer:
-        return Steerer(model, self.sets[target], rule=self.rule, coeff=coeff, direction=self.direction)
+        return Steerer(
+            model, self.sets[target], rule=self.rule, coeff=coeff, direction=self.direction, apply_to=self.apply_to
+        )
 
 
 @dataclass
@@ -169,6 +177,23 @@ class CombinedSteering(Method):
         for method, t in self.parts[target]:
             stack.enter_context(method.context(model, t, coeff))
         return stack
+
+
+@dataclass
+class PerTarget(Method):
+    """A different method per target (``parts[target]``, e.g. additive toward positive and clamp toward negative),
+    each with its own knob."""
+
+    parts: dict[str, Method] = field(default_factory=dict)
+
+    def context(self, model: Model, target: str, coeff: float) -> AbstractContextManager[Any]:
+        return self.parts[target].context(model, target, coeff)
+
+    def prompts(self, prompts: Sequence[str], target: str, coeff: float) -> list[str]:
+        return self.parts[target].prompts(prompts, target, coeff)
+
+    def knob_for(self, target: str) -> Knob | None:
+        return self.parts[target].knob_for(target)
 
 
 def residual_vectors(
