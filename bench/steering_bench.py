@@ -15,7 +15,7 @@ Stages (``--stage all`` runs both):
 - ``k``: success at 1.5x as a function of k (5 ... 2000, all layers) and of the layers (early / middle / late
   thirds, k=500), for rank-D and for the other score with the best dev success at k=500.
 
-    python bench/steering_bench.py                          # bundled model, full size (about an hour here)
+    python bench/steering_bench.py --stage table            # bundled model, full size (32 minutes here)
     python bench/steering_bench.py --size small             # a few minutes: smoke-size splits
     python bench/steering_bench.py --model $(../shared/tools/get-qwen-gguf) --size medium
 
@@ -71,8 +71,16 @@ TARGETS = ("positive", "negative")
 SIZES = {
     "small": dict(n_dev=8, n_test=12, n_opposite=8, samples=3, max_evals=4, caa_layers=2, ks=(5, 500)),
     "medium": dict(n_dev=16, n_test=48, n_opposite=24, samples=3, max_evals=5, caa_layers=3, ks=(50, 500)),
-    "full": dict(n_dev=24, n_test=72, n_opposite=36, samples=3, max_evals=6, caa_layers=3, ks=(5, 50, 500, 2000)),
+    "full": dict(n_dev=24, n_test=48, n_opposite=24, samples=3, max_evals=6, caa_layers=3, ks=(5, 50, 500, 2000)),
 }
+
+
+MATCH = 0.1  # a dev run within 10% of the budget counts as matched
+
+
+def reached(bench, method, budget, targets=TARGETS):
+    """Whether the knob search found a dev setting within MATCH of ``budget`` for every target."""
+    return all(abs(bench.calibrate(method, t, budget)["ratio"] / budget - 1) <= MATCH for t in targets)
 
 
 def thirds(n_layers):
@@ -131,7 +139,8 @@ def build(model, bench, size, shared, progress, log):
     top = max(bench.cfg.budgets)
     dev = {t: {m.name: bench.dev_success(m, top, (t,)) for m in variants} for t in TARGETS}
     log(f"dev success at 1.5x per target, neuron variants: {json.dumps(dev)}")
-    best = {t: max(variants, key=lambda m: dev[t][m.name]) for t in TARGETS}
+    best = {t: max([m for m in variants if reached(bench, m, top, (t,))] or variants, key=lambda m: dev[t][m.name])
+            for t in TARGETS}
     if best["positive"] is best["negative"]:
         neurons = best["positive"]
     else:
@@ -156,7 +165,8 @@ def build(model, bench, size, shared, progress, log):
     ]
     dev = {m.name: bench.dev_success(m, max(bench.cfg.budgets)) for m in caa_single}
     log(f"dev success at 1.5x, CAA layers: {json.dumps({k: round(v, 3) for k, v in dev.items()})}")
-    caa = max(caa_single, key=lambda m: dev[m.name])
+    caa = max([m for m in caa_single if reached(bench, m, max(bench.cfg.budgets))] or caa_single,
+              key=lambda m: dev[m.name])
     choices["caa_layer"] = {"candidates": dev, "chosen": caa.name}
     caa_all = ResidualVector("CAA, all layers", [], "baseline", {"layers": "all"}, Knob(0.2, 0.001, 16.0),
                              vectors=vectors, layers=tuple(range(L)))
@@ -183,13 +193,16 @@ def build(model, bench, size, shared, progress, log):
 def k_stage(model, bench, size, shared, log):
     """Success at 1.5x for k and layer groups, rank-D and the best other score (chosen on dev at k=500)."""
     acts, props, rank = shared["acts"], shared["props"], shared["rank"]
-    others = {}
+    others, missed = {}, {}
     for score in size["other_scores"]:
         s = {t: score_units(acts, p, score) for t, p in props.items()}
         m = neuron_method(f"neurons ({score}, k=500)", s, 500, info={"score": score, "k": 500})
         others[score] = (bench.dev_success(m, 1.5), s)
-    other = max(others, key=lambda n: others[n][0])
-    log(f"dev success at 1.5x, other scores at k=500: {json.dumps({n: round(v[0], 3) for n, v in others.items()})}")
+        missed[score] = not reached(bench, m, 1.5)
+    log(f"dev success at 1.5x, other scores at k=500: {json.dumps({n: round(v[0], 3) for n, v in others.items()})}"
+        f"; budget not reached on dev: {[n for n in missed if missed[n]]}")
+    # a score whose units wreck the text even at the knob's smallest setting cannot be compared at 1.5x
+    other = max((n for n in others if not missed[n]) or others, key=lambda n: others[n][0])
     methods = []
     for score, s in (("rank-D", rank), (other, others[other][1])):
         for k in size["ks"]:
@@ -207,9 +220,12 @@ def k_stage(model, bench, size, shared, log):
     for r in res["rows"]:
         for scorer in res["scorers"]:
             s = r["test"]["neutral"]["scores"][scorer]["success"]
-            rows.append({"score": r["info"]["score"], "k": r["info"]["k"], "layers": r["info"]["layers"],
-                         "toward": r["toward"], "scorer": scorer, "knob": r["knob"], "ratio": r["ratio"], **s})
-    return {"other_score": other, "dev_other_scores": {n: v[0] for n, v in others.items()}, "rows": rows,
+            rows.append({**s, "successes": s["k"], "score": r["info"]["score"], "k": r["info"]["k"],
+                         "layers": r["info"]["layers"], "toward": r["toward"], "scorer": scorer, "knob": r["knob"],
+                         "ratio": r["ratio"], "dev_ratio": r["dev"]["ratio"],
+                         "matched": abs(r["dev"]["ratio"] / 1.5 - 1) <= MATCH})
+    return {"other_score": other, "dev_other_scores": {n: v[0] for n, v in others.items()},
+            "dev_budget_missed": [n for n in missed if missed[n]], "rows": rows,
             "n_test": len(kb.test.neutral), "samples": 1, "seconds": res["seconds"]}
 
 
@@ -243,10 +259,15 @@ def report(result, out):
         md += ["## How many neurons does sentiment need?", "",
                f"At 1.5x, {k['n_test']} neutral test openings x 1 sample; other score chosen on dev: "
                f"`{k['other_score']}` (dev success {json.dumps({n: round(v, 3) for n, v in k['dev_other_scores'].items()})}).",
-               "", "| score | k | layers | toward | scorer | success | ppl x |", "|---|---|---|---|---|---|---|"]
+               f"Budget not reached on dev at k=500 (excluded from that choice): {k.get('dev_budget_missed', [])}. "
+               "Rows whose dev perplexity ratio missed 1.5x by more than 10% (the knob's smallest setting already "
+               "costs more) are marked `no` and left out of the plot.",
+               "", "| score | k | layers | toward | scorer | success | ppl x dev / test | matched |",
+               "|---|---|---|---|---|---|---|---|"]
         for r in k["rows"]:
             md.append(f"| {r['score']} | {r['k']} | {r['layers']} | {r['toward']} | {r['scorer']} | "
-                      f"{r['rate']:.1%} [{r['lo']:.1%}, {r['hi']:.1%}] | {r['ratio']:.2f} |")
+                      f"{r['rate']:.1%} [{r['lo']:.1%}, {r['hi']:.1%}] | {r.get('dev_ratio', float('nan')):.2f} / "
+                      f"{r['ratio']:.2f} | {'yes' if r.get('matched', True) else 'no'} |")
         md += ["", f"![k curve]({Path(result['plots']['k_curve']).name})", ""]
     (out / "report.md").write_text("\n".join(md) + "\n")
 
@@ -319,7 +340,7 @@ def main():
         k = k_stage(model, bench, size, shared, log)
         result["k_curve"] = k
         for scorer in {r["scorer"] for r in k["rows"]}:
-            rows = [r for r in k["rows"] if r["scorer"] == scorer]
+            rows = [r for r in k["rows"] if r["scorer"] == scorer and r["matched"]]
             result["plots"][f"k_curve_{scorer}"] = str(plot_k_curve(rows, out / f"k_curve_{scorer}.png",
                                                                     f"success at 1.5x perplexity ({scorer})"))
         result["plots"]["k_curve"] = result["plots"][f"k_curve_{scorers[0].name}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -263,7 +264,7 @@ def plot_matched(result: dict[str, Any], budget: float, path: str | os.PathLike[
                 ax.barh(yi + off, s["rate"], height=0.34, color=color, label=f"toward {target}" if yi == y[0] else None)
                 err = [[max(0.0, s["rate"] - s["lo"])], [max(0.0, s["hi"] - s["rate"])]]
                 ax.errorbar(s["rate"], yi + off, xerr=err, fmt="none", ecolor="k", lw=0.8)
-        ax.set_yticks(y, names, fontsize=7)
+        ax.set_yticks(y, [textwrap.fill(n, 48) for n in names], fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_xlabel(f"success from neutral openings ({scorer})", fontsize=8)
         ax.legend(fontsize=7, loc="lower right")
