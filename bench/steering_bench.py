@@ -78,9 +78,14 @@ SIZES = {
 MATCH = 0.1  # a dev run within 10% of the budget counts as matched
 
 
+def matched(ratio, budget):
+    """Whether a perplexity ratio is within MATCH of ``budget``."""
+    return abs(ratio / budget - 1) <= MATCH
+
+
 def reached(bench, method, budget, targets=TARGETS):
     """Whether the knob search found a dev setting within MATCH of ``budget`` for every target."""
-    return all(abs(bench.calibrate(method, t, budget)["ratio"] / budget - 1) <= MATCH for t in targets)
+    return all(matched(bench.calibrate(method, t, budget)["ratio"], budget) for t in targets)
 
 
 def thirds(n_layers):
@@ -202,7 +207,7 @@ def k_stage(model, bench, size, shared, log):
     log(f"dev success at 1.5x, other scores at k=500: {json.dumps({n: round(v[0], 3) for n, v in others.items()})}"
         f"; budget not reached on dev: {[n for n in missed if missed[n]]}")
     # a score whose units wreck the text even at the knob's smallest setting cannot be compared at 1.5x
-    other = max((n for n in others if not missed[n]) or others, key=lambda n: others[n][0])
+    other = max([n for n in others if not missed[n]] or list(others), key=lambda n: others[n][0])
     methods = []
     for score, s in (("rank-D", rank), (other, others[other][1])):
         for k in size["ks"]:
@@ -223,7 +228,7 @@ def k_stage(model, bench, size, shared, log):
             rows.append({**s, "successes": s["k"], "score": r["info"]["score"], "k": r["info"]["k"],
                          "layers": r["info"]["layers"], "toward": r["toward"], "scorer": scorer, "knob": r["knob"],
                          "ratio": r["ratio"], "dev_ratio": r["dev"]["ratio"],
-                         "matched": abs(r["dev"]["ratio"] / 1.5 - 1) <= MATCH})
+                         "matched": matched(r["dev"]["ratio"], 1.5)})
     return {"other_score": other, "dev_other_scores": {n: v[0] for n, v in others.items()},
             "dev_budget_missed": [n for n in missed if missed[n]], "rows": rows,
             "n_test": len(kb.test.neutral), "samples": 1, "seconds": res["seconds"]}

@@ -222,6 +222,7 @@ def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
         BenchPrompts,
         MatchedConfig,
         NeuronSteering,
+        PerTarget,
         PromptPrefix,
         VaderScorer,
         matched_eval,
@@ -254,5 +255,10 @@ def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
     assert {v["peer"] for v in verdicts(r, "neurons", 1.5)} == {"prefix"}
     assert plot_matched(r, 1.5, tmp_path / "m.png").stat().st_size > 1000
     json.dumps(r)  # JSON-ready
+    mixed = PerTarget("mixed", [], parts={"positive": neurons, "negative": prefix})  # searched / one setting
+    rm = matched_eval(bench, [mixed])
+    assert [(x["budget"], x["toward"]) for x in rm["rows"]] == [
+        (1.25, "positive"), (1.5, "positive"), (None, "negative")
+    ]
     again = matched_eval(Bench(tiny_qwen, [VaderScorer()], dev, test, cfg, progress=False), [neurons, prefix])
     assert [x["knob"] for x in again["rows"]] == [x["knob"] for x in r["rows"]]  # seeded: reproducible

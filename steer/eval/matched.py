@@ -276,7 +276,10 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
     t0 = time.time()
     budgets = tuple(budgets or bench.cfg.budgets)
     base = bench.test_run(None, None, 0.0)
-    jobs = [(m, b, t) for m in methods for b in (budgets if m.knob is not None else (None,)) for t in TARGETS]
+    jobs: list[tuple[Method, float | None, str]] = []
+    for m in methods:  # a target whose knob is None runs once, at its only setting
+        searched = [t for t in TARGETS if m.knob_for(t) is not None]
+        jobs += [(m, b, t) for b in budgets for t in searched] + [(m, None, t) for t in TARGETS if t not in searched]
     rows = []
     for m, b, t in tqdm(jobs, desc="matched fluency", disable=not bench.progress):
         dev = bench.calibrate(m, t, b if b is not None else 1.0)
