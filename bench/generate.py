@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from steer import DEFAULT_PROMPT_SET, SteerConfig, Steerer, Worlds, load_model, steering_neurons
+from steer import DEFAULT_PROMPT_SET, Intervention, SteerConfig, Steerer, Worlds, load_model, steering_neurons
 
 PROMPTS = ["The hotel was", "I just finished reading the book, and", "The weather today is", "Our new neighbours are"]
 
@@ -48,8 +48,8 @@ def main():
         model = load_model(args.model, dtype=dtype)
         worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
         ns = steering_neurons(model, worlds, "positive", cfg, progress=False)
-        steerer = Steerer(model, ns, rule=cfg.rule, coeff=cfg.coeff)
-        compiled = Steerer(model, ns, rule=cfg.rule, coeff=cfg.coeff, compiled=True)
+        steerer = Steerer(model, ns, Intervention(cfg.rule, cfg.coeff))
+        compiled = Steerer(model, ns, Intervention(cfg.rule, cfg.coeff), compiled=True)
         for bs in map(int, args.batches.split(",")):
             prompts = (PROMPTS * bs)[:bs]
             ids, mask = model.tokenize(prompts)

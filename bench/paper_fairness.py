@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from steer.eval import FairnessExperiment, fairness_table, run_fairness, write_fairness_report
+from steer.eval import FairnessExperiment, run_fairness, write_fairness_report
+from steer.eval.fairness import fairness_table
 
 
 def main():

@@ -20,17 +20,8 @@ import time
 from common import PeakRSS
 
 from steer import load_model
-from steer.eval import (
-    FlipConfig,
-    FlipItems,
-    FlipWorlds,
-    UnitChoice,
-    evaluate_flips,
-    flip_table,
-    load_result,
-    pooled_random,
-    write_report,
-)
+from steer.eval import FlipConfig, FlipItems, FlipWorlds, UnitChoice, evaluate_flips, flip_table, load_result
+from steer.eval.report import pooled_random, write_report
 
 PAPER = {"accuracy": 0.912, "pos2neg": (0.979, 0.672, 0.278), "neg2pos": (0.986, 0.691, 0.024)}
 

@@ -18,7 +18,8 @@ import time
 import numpy as np
 import torch
 
-from steer.eval import PAPER_MNIST, MnistExperiment, run_mnist, write_mnist_report
+from steer.eval import MnistExperiment, run_mnist, write_mnist_report
+from steer.eval.mnist import PAPER_MNIST
 
 
 def main():

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from steer import Worlds, load_model, record, record_ray
+from steer import Worlds, load_model, record
+from steer.distributed import record_ray
 
 SST2_TRAIN = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2" / "train.tsv"
 

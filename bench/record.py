@@ -25,10 +25,10 @@ import time
 
 import numpy as np
 import torch
-
 from common import PeakRSS
 
-from steer import DEFAULT_PROMPT_SET, Worlds, load_model, parse_layers, record
+from steer import Worlds, load_model, record
+from steer.sites import parse_layers
 
 
 class _Stop(Exception):

@@ -26,10 +26,10 @@ import time
 from pathlib import Path
 
 import torch
-
 from common import PeakRSS
 
-from steer import Activations, WorldStream, load_model, parse_layers, record
+from steer import Activations, WorldStream, load_model, record
+from steer.sites import parse_layers
 
 SST2_TRAIN = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sst2" / "train.tsv"
 

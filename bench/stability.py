@@ -2,8 +2,8 @@
 strength computation (D for every unit once).
 
     # record once (e.g. the paper's protocol on the Qwen GGUF, site mlp, 1024 worlds x 116,736 units):
-    steer find --model FILE.gguf --worlds ../shared/data/sst2/train.tsv --text-field sentence --n 1024 \\
-        --seed 0 --template paper-2shot --proposition vader_pos:top25 --site mlp --out runs/qwen-mlp
+    steer find --model FILE.gguf --worlds ../shared/data/sst2/train.tsv --text-field sentence --n-worlds 1024 \\
+        --worlds-seed 0 --template paper-2shot --proposition vader_pos:top25 --site mlp --out runs/qwen-mlp
     python bench/stability.py --recording runs/qwen-mlp/activations --worlds ../shared/data/sst2/train.tsv \\
         --text-field sentence --n 1024 --seed 0 --template paper-2shot --proposition vader_pos:top25 --resamples 500
 """
@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from common import PeakRSS
 
-from steer import Activations, Worlds, bootstrap
+from steer import Activations, Worlds
+from steer.stability import bootstrap
 
 
 def main():
@@ -39,7 +40,6 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
 
     worlds = Worlds.from_file(args.worlds, template=args.template, text_field=args.text_field, n=args.n, seed=args.seed)
-    worlds = worlds.with_fields_for(args.proposition)  # VADER fields, as steer find adds them before recording
     acts = Activations.load(args.recording)
     if acts.worlds.get("prompt_set_sha256") != worlds.prompt_set_hash:
         raise SystemExit("the recording was made from other worlds")

@@ -34,33 +34,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steer import DEFAULT_PROMPT_SET, PROMPTS_DIR, Worlds, cached_recording, load_model, score_units
+from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, Worlds, load_model, recording
 from steer.eval import (
     Bench,
     BenchPrompts,
     CombinedSteering,
-    Knob,
     MatchedConfig,
     NeuronSteering,
     PerTarget,
-    PromptPrefix,
     Prompting,
+    PromptPrefix,
     ResidualVector,
     SelfConditioning,
-    contrast_pairs,
     get_scorer,
     matched_eval,
     matched_table,
-    pca_directions,
     plot_k_curve,
-    plot_matched,
-    pooled_rate,
-    residual_vectors,
-    rows_at,
-    self_conditioning_experts,
-    unsteered_line,
-    verdicts,
 )
+from steer.eval.matched import pooled_rate, rows_at, unsteered_line, verdicts
+from steer.eval.methods import Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
+from steer.eval.plots import plot_matched
+from steer.neurons import score_units
+from steer.resources import PROMPTS_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -101,7 +96,7 @@ def neuron_method(name, scores, k, layers=None, kind="neurons", info=None):
 def both_sets(name, scores, k):
     """Toward t: t's set pushed toward t, and the other target's set pushed away from it."""
     toward = NeuronSteering("toward", [], sets={t: s.top(k) for t, s in scores.items()})
-    away = NeuronSteering("away", [], sets=toward.sets, direction="away")
+    away = NeuronSteering("away", [], sets=toward.sets, intervention=Intervention(direction="away"))
     other = {"positive": "negative", "negative": "positive"}
     parts = {t: [(toward, t), (away, other[t])] for t in TARGETS}
     return CombinedSteering(name, [], "neurons", {"score": "rank-D", "k": k, "sets": "both"}, parts=parts)
@@ -111,7 +106,7 @@ def contrast_states(model, pairs, progress):
     """Last-token resid of every layer for the two members of each contrast pair: ([pairs, L, d], [pairs, L, d])."""
     recs = [{"text": p, "side": side} for pair in pairs for p, side in zip(pair, ("pos", "neg"))]
     w = Worlds.from_records(recs, source="contrast pairs (repeng recipe)")
-    acts = cached_recording(model, w, "resid", "last", list(range(model.n_layers)), progress)
+    acts = recording(RecordSpec(model, w, "resid", "last", list(range(model.n_layers))), progress)
     X = acts.X.float()
     return X[0::2], X[1::2]
 
@@ -120,7 +115,7 @@ def units(model, progress):
     """The worlds (prompts/sentiment.jsonl, plain), their MLP recording (mean over the text) and rank-D per target."""
     worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template="plain")
     props = {t: worlds.proposition(f"label={t}") for t in TARGETS}
-    acts = cached_recording(model, worlds, "mlp", "mean", None, progress)
+    acts = recording(RecordSpec(model, worlds, "mlp", "mean", None), progress)
     rank = {t: score_units(acts, p, "rank-D") for t, p in props.items()}
     return {"worlds": worlds, "acts": acts, "props": props, "rank": rank}
 
@@ -137,9 +132,10 @@ def build(model, bench, size, shared, progress, log):
         both_sets("neurons (rank-D, k=500, both sets)", rank, 500),
         replace(neuron_method("neurons (rank-D, k=500, clamp)", rank, 500,
                               info={"score": "rank-D", "k": 500, "rule": "clamp"}),
-                rule="clamp", knob=Knob(1.0, 0.01, 64.0)),
+                intervention=Intervention("clamp"), knob=Knob(1.0, 0.01, 64.0)),
         replace(neuron_method("neurons (rank-D, k=500, generated tokens only)", rank, 500,
-                              info={"score": "rank-D", "k": 500, "apply_to": "generated"}), apply_to="generated"),
+                              info={"score": "rank-D", "k": 500, "apply_to": "generated"}),
+                intervention=Intervention(apply_to="generated")),
     ][: 1 if size["variants"] == "default" else None]
     top = max(bench.cfg.budgets)
     dev = {t: {m.name: bench.dev_success(m, top, (t,)) for m in variants} for t in TARGETS}
@@ -158,7 +154,7 @@ def build(model, bench, size, shared, progress, log):
         f"random units (k={k})", [], "control", {"k": k},
         sets={t: rank[t].random(k, seed=i) for i, t in enumerate(TARGETS)},
     )
-    resid = cached_recording(model, worlds, "resid", "mean", list(range(model.n_layers)), progress)
+    resid = recording(RecordSpec(model, worlds, "resid", "mean", list(range(model.n_layers))), progress)
     stats = {t: resid.strength(p).stats for t, p in props.items()}
     vectors = residual_vectors(stats)  # [layers, d] per target
     L = model.n_layers

@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steer import DEFAULT_PROMPT_SET, PROMPTS_DIR, Steerer, Worlds, generate_text, load_model, parse_layers, record
+from steer import DEFAULT_PROMPT_SET, Intervention, Steerer, Worlds, load_model, record
 from steer.eval import perplexity, vader_compound
+from steer.generation import generate_text
+from steer.resources import PROMPTS_DIR
+from steer.sites import parse_layers
 
 
 def run_config(model, strengths, k, layers, rule, coeff, prompts, seeds, max_new, control_seed=None):
@@ -41,7 +44,7 @@ def run_config(model, strengths, k, layers, rule, coeff, prompts, seeds, max_new
             s = s.restrict(layers)
         # the control draws different random units for the two directions (the same units would make sep 0)
         ns = s.top(k) if control_seed is None else s.random(k, seed=control_seed + i)
-        st = Steerer(model, ns, rule=rule, coeff=coeff, direction="toward")
+        st = Steerer(model, ns, Intervention(rule, coeff, direction="toward"))
         conts = []
         for seed in seeds:
             conts += st.generate(prompts, max_new_tokens=max_new, seed=seed, do_sample=True, top_p=0.9)

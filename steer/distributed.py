@@ -29,23 +29,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from steer.activations import Activations, _finished_shard, _write_shard
 from steer.artifacts import write_json_atomic
-from steer.record import (
-    REDUCTIONS,
-    Activations,
-    _finished_shard,
-    _write_shard,
-    finish_work,
-    hook_name,
-    parse_layers,
-    record_prompts,
-    recording_extra,
-    resolve_layers,
-    shard_inputs,
-    site_width,
-    work_dir,
-    work_key,
-)
+from steer.record import finish_work, record_prompts, recording_extra, shard_inputs, work_dir, work_key
+from steer.sites import REDUCTIONS, hook_name, parse_layers, resolve_layers, site_width
 from steer.stream import WorldStream
 from steer.worlds import Worlds
 

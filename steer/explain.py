@@ -7,7 +7,7 @@ Given a unit's reasons vector x (its activation in every world) and candidate pr
 - similarity scores of the unit's top-q activation set T (the worlds where x is in its top q share) with A:
   IoU, F1, accuracy, recall, precision; the AUROC of x for A; the correlation of x with the indicator of A.
 
-Finite-sample uniform bounds (method.md section 5): with probability >= 1 - delta, for every candidate at
+Finite-sample uniform bounds (docs/method.md section 5): with probability >= 1 - delta, for every candidate at
 once, |score_hat - score| <= r, with L = ln(2|C|/delta) over the |C| candidates and
 
     accuracy            r = sqrt(L / (2N))
@@ -40,12 +40,13 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from steer.readers import PromptSetError
 from steer.stability import bootstrap_counts, prediction_set
 from steer.strength import TrivialPropositionError, doxastic_strength
-from steer.worlds import PromptSetError
 
 if TYPE_CHECKING:
-    from steer.worlds import Proposition, WorldFields
+    from steer.propositions import Proposition
+    from steer.worlds import WorldFields
 
 # How well a unit's reasons vector matches a candidate proposition (not to be confused with the selection
 # scores of steer.selection, which rank units for one proposition).

@@ -1,18 +1,10 @@
 """Export: neuron steering as a control vector, as direction files and as an edited checkpoint, exactly.
 
-**The math.** Every built-in rule is affine per unit, a'_i = s_i * a_i + t_i (:mod:`steer.interventions`). At site
-``mlp`` the units are the input of the MLP's output projection W_down [d_model, d_mlp] (TransformerLens
-``blocks.{l}.mlp.hook_post``, whose ``W_out`` is W_down transposed). Rewritten at every position, the MLP output is
-
-    W_down a' = W_down diag(s) a + sum_i t_i W_down[:, i] = W'_down a + v_l
-
-with s = 1 and t = 0 for the units not selected: W'_down is W_down with column i multiplied by s_i, and v_l is a
-constant. The block adds the MLP output to the residual stream (resid_post = resid_mid + mlp_out), so v_l is a vector
-added to ``blocks.{l}.hook_resid_post`` at every position: a control vector. ``additive`` (s = 1) changes no weight;
-``paper``, ``scale``, ``mean-ablate`` and ``clamp`` scale columns (by -c or 0) and add the constant part. At site
-``resid`` the units are coordinates of resid_post itself, and only additive rewrites (v_l = sum_i t_i e_i) are
-constant; the others are refused, as are rewrites at some positions only (``apply_to`` other than ``all``) and
-architectures with a norm after the MLP (Gemma-2/3 ``post_feedforward_layernorm``: v_l would pass through it).
+Data flow: prompt set -> worlds -> recorded activations -> strengths -> selected units -> intervention ->
+**steered generation** (outside this process). This module writes the exported form of a neuron set's steering
+(:class:`steer.fold.SteeringExport`: per layer a vector added after the block and scaled W_down columns; the math
+is in :mod:`steer.fold`) in files other engines read, reads control vectors back, and replays one in plain
+transformers (:func:`control_vector_hooks`).
 
 **Formats** (:data:`FORMATS`):
 
@@ -32,8 +24,8 @@ architectures with a norm after the MLP (Gemma-2/3 ``post_feedforward_layernorm`
   with llama.cpp (after ``convert_hf_to_gguf.py``) and ``--control-vector control_vector.gguf``, or with transformers
   and :func:`control_vector_hooks`.
 
-:func:`compile_steering` applies the same exported form in-process (a bias on each steered layer's W_down, equal to a
-vector at ``hook_resid_post``, and the scaled columns) with no hook at all: ``Steerer(..., compiled=True)``.
+:func:`steer.fold.compile_steering` applies the same exported form in-process (a bias on each steered layer's W_down,
+equal to a vector at ``hook_resid_post``, and the scaled columns) with no hook at all: ``Steerer(..., compiled=True)``.
 """
 
 from __future__ import annotations
@@ -42,235 +34,25 @@ import json
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor, nn
 
-from steer.artifacts import atomic_dir, atomic_file, content_key
-from steer.interventions import Direction, Intervention, LayerEdit, Rule, neuron_edits
+from steer.artifacts import atomic_dir, atomic_file
+from steer.fold import ExportError, SteeringExport, export_form, output_projection
 
 if TYPE_CHECKING:
+    from steer.interventions import Intervention
     from steer.models import Model
     from steer.neurons import NeuronSet
 
 FORMATS: tuple[str, ...] = ("control-vector", "pt", "model")
 CONTROL_VECTOR_ARCH = "controlvector"
-POST_MLP_NORMS = ("post_feedforward_layernorm",)  # a norm between the MLP and the residual add (Gemma-2/3)
-
-
-class ExportError(ValueError):
-    """The steering cannot be written in the requested form exactly; the message says why and what to do."""
-
-
-@dataclass
-class SteeringExport:
-    """Neuron steering in exported form: per layer, a vector added after the block and the W_down columns scaled.
-
-    ``vectors[l]`` (float32 [d_model]) is added to ``blocks.{l}.hook_resid_post`` at every position.
-    ``column_scales[l]`` = (unit indices, scales) multiplies those columns of layer l's W_down (units whose scale is
-    not 1; empty for additive rules). ``metadata`` is the provenance written into every exported file.
-    """
-
-    vectors: dict[int, Float[Tensor, " d_model"]]
-    column_scales: dict[int, tuple[Int[Tensor, " k"], Float[Tensor, " k"]]]
-    n_layers: int
-    d_model: int
-    model_hint: str
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def changes_weights(self) -> bool:
-        """True when some W_down column is scaled (every rule but additive)."""
-        return any(idx.numel() for idx, _ in self.column_scales.values())
-
-    def layer_mass(self) -> dict[int, float]:
-        """sum |v_l| per steered layer (the L1 norm of its vector)."""
-        return {layer: float(v.abs().sum()) for layer, v in sorted(self.vectors.items())}
-
-    def layer0_share(self) -> float:
-        """The share of the vectors' total mass (sum |v|) at layer 0: what a llama.cpp control vector cannot carry."""
-        mass = self.layer_mass()
-        total = sum(mass.values())
-        return mass.get(0, 0.0) / total if total > 0 else 0.0
-
-    def without_layer0(self) -> SteeringExport:
-        """The same steering without the vector at layer 0 (no longer equal to the in-process steering)."""
-        vectors = {k: v for k, v in self.vectors.items() if k != 0}
-        share = self.layer0_share()
-        return replace(self, vectors=vectors, metadata={**self.metadata, "layer0_dropped_share": share})
-
-    def dense(self) -> Float[Tensor, "layers d_model"]:
-        """All vectors as one [n_layers, d_model] tensor (zeros where a layer is not steered)."""
-        out = torch.zeros(self.n_layers, self.d_model)
-        for layer, v in self.vectors.items():
-            out[layer] = v
-        return out
-
-
-# ------------------------------------------------------------------------------------- the exported form
-
-
-def check_architecture(model: Model) -> None:
-    """Refuse architectures where a vector after the MLP is not the same as rewriting its units (a norm after it)."""
-    names = [n for n, _ in model.bridge.original_model.named_modules()]
-    found = sorted({norm for norm in POST_MLP_NORMS for n in names if n.endswith(norm)})
-    if found:
-        raise ExportError(
-            f"model {model.name} ({model.provenance.get('architecture')}) normalizes the MLP output before the "
-            f"residual add ({', '.join(found)}): a control vector after the block is not the same as rewriting the "
-            "MLP's units, so this model's steering cannot be exported exactly"
-        )
-
-
-def output_projection(model: Model, layer: int) -> nn.Linear:
-    """The ``nn.Linear`` W_down of a layer's MLP (the module whose weight is TransformerLens' ``W_out``)."""
-    mlp = model.bridge.blocks[layer].mlp
-    w_out = mlp.W_out
-    for mod in mlp.modules():
-        if isinstance(mod, nn.Linear) and mod.weight.data_ptr() == w_out.data_ptr():
-            return mod
-    raise ExportError(
-        f"layer {layer} of {model.name} has no nn.Linear MLP output projection sharing W_out's storage: its MLP "
-        "steering cannot be folded into weights"
-    )
-
-
-def compile_edits(model: Model, site: str, edits: Mapping[int, LayerEdit], apply_to: str = "all") -> SteeringExport:
-    """The exported form of per-layer edits at a site: vectors after each block and scaled W_down columns.
-
-    Args:
-        model: the model the edits are for.
-        site: ``mlp`` or ``resid``.
-        edits: ``{layer: LayerEdit}`` (from :func:`steer.interventions.neuron_edits`).
-        apply_to: the positions the edits rewrite; only ``all`` can be exported.
-
-    Returns:
-        The :class:`SteeringExport` (no metadata; see :func:`export_form`).
-    """
-    if apply_to != "all":
-        raise ExportError(
-            f"apply_to={apply_to!r} rewrites some positions only; a control vector acts at every position, so only "
-            "apply_to='all' can be exported"
-        )
-    if site not in ("mlp", "resid"):
-        raise ExportError(f"unknown site {site!r}; exportable sites are mlp and resid")
-    check_architecture(model)
-    vectors: dict[int, Tensor] = {}
-    scales: dict[int, tuple[Tensor, Tensor]] = {}
-    for layer, edit in sorted(edits.items()):
-        if not 0 <= layer < model.n_layers:
-            raise ExportError(f"layer {layer} is outside the model ({model.n_layers} layers)")
-        form = edit.affine
-        if form is None:
-            name = edit.rule.name if edit.rule is not None else "?"
-            raise ExportError(f"rule {name!r} is not affine per unit (it defines no affine()): it cannot be exported")
-        idx = edit.index.long()
-        if idx.numel() == 0:
-            continue
-        if site == "resid":
-            if not form.is_shift:
-                raise ExportError(
-                    "at site resid only additive rewrites (scale 1) are a constant vector; this rule rewrites the "
-                    "residual stream's coordinates with a scale, which no control vector or weight edit expresses"
-                )
-            vectors[layer] = torch.zeros(model.d_model, dtype=torch.float64).index_add_(0, idx, form.shift.double())
-        else:
-            w_out = model.bridge.blocks[layer].mlp.W_out.detach()  # [d_mlp, d_model]
-            if idx.max() >= w_out.shape[0]:
-                raise ExportError(f"unit {int(idx.max())} is outside layer {layer}'s {w_out.shape[0]} MLP units")
-            vectors[layer] = form.shift.double() @ w_out[idx.to(w_out.device)].double().cpu()
-            keep = form.scale != 1
-            if keep.any():
-                scales[layer] = (idx[keep].clone(), form.scale[keep].float().clone())
-    hint = getattr(model.bridge.original_model.config, "model_type", None) or str(model.provenance.get("architecture"))
-    return SteeringExport({k: v.float() for k, v in vectors.items()}, scales, model.n_layers, model.d_model, str(hint))
-
-
-def export_form(
-    model: Model,
-    neurons: NeuronSet,
-    rule: str | Rule = "additive",
-    coeff: float | None = None,
-    direction: Direction = "toward",
-    apply_to: str = "all",
-) -> SteeringExport:
-    """Neuron steering in exported form, with the provenance every exported file carries.
-
-    Args:
-        model: the model the neuron set was found in.
-        neurons: the neuron set.
-        rule, coeff, direction, apply_to: the intervention (as in :class:`steer.Steerer`).
-
-    Returns:
-        The :class:`SteeringExport`.
-    """
-    from steer import __version__
-
-    neurons.check_compatible(model)
-    iv = Intervention(rule, coeff, direction, apply_to)
-    form = compile_edits(model, neurons.site, neuron_edits(neurons, iv), iv.apply_to)
-    form.metadata = {
-        "model": model.identity,
-        "neuron_set_sha256": content_key(neurons.to_dict(), length=64),
-        "proposition": neurons.proposition.get("name"),
-        "site": neurons.site,
-        "score": neurons.score,
-        "k": neurons.k,
-        **iv.describe(),
-        "steer_version": __version__,
-    }
-    return form
-
-
-# ------------------------------------------------------------------------------------ in-process (compiled)
-
-
-@contextmanager
-def compile_steering(model: Model, form: SteeringExport) -> Iterator[None]:
-    """Apply an exported form to the model's weights in place, and restore them exactly on exit.
-
-    Each vector becomes a bias of its layer's W_down (the MLP output feeds the residual add, so this is the vector
-    at ``hook_resid_post``); scaled columns are multiplied in place. No hook is installed, so generation runs at the
-    speed of the unsteered model. Contexts may be nested; they must exit in reverse order.
-    """
-    if form.n_layers != model.n_layers or form.d_model != model.d_model:
-        raise ExportError(
-            f"this steering is for {form.n_layers} layers x d_model {form.d_model}, the model has "
-            f"{model.n_layers} x {model.d_model}"
-        )
-    if not form.vectors and not form.changes_weights:
-        yield
-        return
-    undo: list[tuple[nn.Linear, Tensor | None, Tensor | None, Tensor | None]] = []
-    try:
-        with torch.no_grad():
-            for layer in sorted(set(form.vectors) | set(form.column_scales)):
-                lin = output_projection(model, layer)
-                w = lin.weight
-                old_bias: Tensor | None = lin.bias
-                idx_dev = cols = None
-                if layer in form.column_scales:
-                    idx, s = form.column_scales[layer]
-                    idx_dev = idx.to(w.device)
-                    cols = w[:, idx_dev].clone()
-                    w[:, idx_dev] = (cols.float() * s.to(w.device)).to(w.dtype)
-                undo.append((lin, old_bias, idx_dev, cols))
-                if layer in form.vectors:
-                    v = form.vectors[layer].to(w.device)
-                    base = torch.zeros_like(v) if old_bias is None else old_bias.detach().float()
-                    lin.bias = nn.Parameter((base + v).to(w.dtype), requires_grad=False)
-        yield
-    finally:
-        with torch.no_grad():
-            for lin, old_bias, idx_dev, cols in reversed(undo):
-                lin.register_parameter("bias", old_bias if isinstance(old_bias, nn.Parameter) else None)
-                if idx_dev is not None and cols is not None:
-                    lin.weight[:, idx_dev] = cols
 
 
 # -------------------------------------------------------------------------------------------- file formats
@@ -481,10 +263,8 @@ def export_steering(
     neurons: NeuronSet,
     fmt: str,
     out: str | os.PathLike[str],
+    intervention: Intervention | None = None,
     *,
-    rule: str | Rule = "additive",
-    coeff: float | None = None,
-    direction: Direction = "toward",
     drop_layer_0: bool = False,
 ) -> Path:
     """Export a neuron set's steering to ``out`` in format ``fmt`` (see the module doc).
@@ -494,7 +274,7 @@ def export_steering(
         neurons: the neuron set.
         fmt: ``control-vector`` (a .gguf file), ``pt`` (a directory) or ``model`` (a directory).
         out: where to write.
-        rule, coeff, direction: the intervention.
+        intervention: how the units are rewritten (default ``Intervention()``; ``apply_to`` must be ``all``).
         drop_layer_0: export although layer 0 is steered (inexact; see :func:`write_control_vector`).
 
     Returns:
@@ -502,13 +282,14 @@ def export_steering(
     """
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    return write_export(model, export_form(model, neurons, rule, coeff, direction), fmt, out, drop_layer_0)
+    return write_export(model, export_form(model, neurons, intervention), fmt, out, drop_layer_0)
 
 
 def write_export(
     model: Model, form: SteeringExport, fmt: str, out: str | os.PathLike[str], drop_layer_0: bool = False
 ) -> Path:
-    """Write an exported form (from :func:`export_form`) to ``out`` in format ``fmt``; see :func:`export_steering`."""
+    """Write an exported form (from :func:`steer.fold.export_form`) to ``out`` in format ``fmt``; see
+    :func:`export_steering`."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if fmt == "control-vector":
@@ -574,16 +355,9 @@ __all__ = [
     "CONTROL_VECTOR_ARCH",
     "FORMATS",
     "ControlVectorFile",
-    "ExportError",
-    "SteeringExport",
-    "check_architecture",
-    "compile_edits",
-    "compile_steering",
     "control_vector_hooks",
-    "export_form",
     "export_steering",
     "hf_state_dict",
-    "output_projection",
     "read_control_vector",
     "relative_error",
     "write_control_vector",

@@ -10,20 +10,55 @@ from typing import Any
 
 import torch
 
+from steer.activations import Activations
 from steer.artifacts import ArtifactMismatchError, write_json_atomic
-from steer.neurons import NeuronSet, Strengths, Unit
+from steer.neurons import D_SCORES, NeuronSet, Strengths, Unit
+from steer.options import option
 from steer.plots import plot_stability, plot_strength_by_layer
-from steer.record import Activations
+from steer.propositions import Proposition
+from steer.sites import REDUCTIONS, SITES
 from steer.stability import bootstrap_neurons
 from steer.strength import NORMALIZATIONS, Normalize
-from steer.worlds import Proposition, WorldFields
+from steer.worlds import WorldFields
+
+
+@dataclass(frozen=True)
+class FindConfig:
+    """How ``steer find`` and ``steer stability`` choose and check units, when the caller does not say. The defaults
+    follow the paper's protocol (the last token, raw and normalised D, k = 5); ``steer generate`` selects with
+    :class:`steer.SteerConfig` (rank-D, k = 500, the mean over the text), and both commands print the selection
+    they used."""
+
+    site: str = option("mlp", "where units are recorded", choices=tuple(SITES))
+    reduce: str = option("last", "how a world's tokens become one vector", choices=REDUCTIONS)
+    layers: tuple[int, ...] | None = option(
+        None, "layers to select units from: all, 23, -1, 0,5,10 or 18-23", none="all"
+    )
+    k: int = option(5, "units for, and units against")
+    scores: tuple[str, ...] = option(
+        ("D", "zscore-D", "rank-D"), "doxastic scores to report, comma-separated", choices=tuple(D_SCORES)
+    )
+    per_layer: bool = option(False, "top-k in every layer instead of over all layers")
+    bootstrap: int = option(200, "bootstrap resamples of the worlds for stability (0: none)")
+    alpha: float = option(0.1, "interval and prediction-set level")
+    bootstrap_seed: int = option(0, "the bootstrap's random seed")
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.scores if s not in D_SCORES]
+        if unknown or not self.scores:
+            raise ValueError(f"unknown score(s) {unknown}; use D scores: {', '.join(D_SCORES)}")
+
+    @property
+    def normalizations(self) -> tuple[Normalize, ...]:
+        """The normalisation of each score (``rank-D`` -> ``rank``)."""
+        return tuple(D_SCORES[s] for s in self.scores)
 
 
 @dataclass
 class FindResult:
     """What :func:`find_units` found: strengths and neuron sets by normalization, with what they were found from."""
 
-    worlds: WorldFields  # as used: with VADER fields when the proposition needed them
+    worlds: WorldFields
     proposition: Proposition
     activations: Activations
     strengths: dict[str, Strengths]  # by normalization
@@ -91,7 +126,7 @@ def find_units(
 
     Args:
         acts: a recording of ``worlds``.
-        worlds: the worlds (VADER fields are added when the proposition needs them).
+        worlds: the worlds.
         proposition: a proposition spec (``label=positive``, ``vader_pos:top25``...) or a Proposition.
         k: units on each side.
         per_layer: k of each in every recorded layer instead of k over all layers.
@@ -104,11 +139,7 @@ def find_units(
     Returns:
         A :class:`FindResult` (nothing is written; see :meth:`FindResult.save`).
     """
-    if isinstance(proposition, str):
-        worlds = worlds.with_fields_for(proposition)
-        prop = worlds.proposition(proposition)
-    else:
-        prop = proposition
+    prop = worlds.proposition(proposition) if isinstance(proposition, str) else proposition
     if acts.worlds.get(worlds.HASH_KEY) != worlds.content_hash:
         where = acts.path if acts.path is not None else "in memory"
         raise ArtifactMismatchError(f"recording ({where}) was made from other worlds than {worlds.source}")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
@@ -230,7 +230,12 @@ class Intervention:
 
     @property
     def rule_obj(self) -> Rule:
+        """The rule object (a name is looked up in the registry)."""
         return get_rule(self.rule)
+
+    def at(self, coeff: float | None) -> Intervention:
+        """The same intervention at another coefficient (a knob search varies only this)."""
+        return replace(self, coeff=coeff)
 
     @property
     def value(self) -> float:

@@ -1,4 +1,4 @@
-"""Reasons-based training losses (Hornischer & Leitgeb 2025, section 4.2; method.md section 6).
+"""Reasons-based training losses (Hornischer & Leitgeb 2025, section 4.2; docs/method.md section 6).
 
 Differentiable, batched and numerically stable (log-sum-exp in float64 inside; the result has the input's dtype),
 so each is a term to add to anyone's training loss. The worlds are the items of one batch, with the uniform prior

@@ -241,6 +241,28 @@ def load_model(
     return load_hub(spec, torch_dtype, device)
 
 
+_MODELS: dict[tuple[str, str, str], Model] = {}
+
+
+def cached_model(spec: Model | str | None = None, dtype: str = "float32", device: str = "cpu") -> Model:
+    """A loaded Model (passed through as it is), or a spec loaded once per process and kept.
+
+    Args:
+        spec: a :class:`Model`, or a spec for :func:`load_model` (default ``"default"``).
+        dtype: the dtype to load a spec in.
+        device: the device to load a spec on.
+
+    Returns:
+        The model.
+    """
+    if isinstance(spec, Model):
+        return spec
+    key = (str(spec or "default"), dtype, device)
+    if key not in _MODELS:
+        _MODELS[key] = load_model(key[0], dtype=dtype, device=device)
+    return _MODELS[key]
+
+
 def check_device(device: str) -> str:
     """``device`` when this machine has it, else a ValueError naming what it has."""
     try:

@@ -2,7 +2,7 @@
 
 The language-model path (:mod:`steer.models`, :mod:`steer.record`) reads TransformerLens hooks; this one wraps a
 plain ``torch.nn.Module`` (:class:`Network`) and uses ordinary forward hooks, and both produce the same
-:class:`~steer.record.Activations`, so strengths, neuron sets, stability, explanations and interventions are the
+:class:`~steer.activations.Activations`, so strengths, neuron sets, stability, explanations and interventions are the
 same code for a LeNet and for Qwen.
 
 Sites. A site is the output of one module, named by its path in ``module.named_modules()`` (``"conv2"``,
@@ -32,10 +32,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from steer.activations import Activations
 from steer.artifacts import ArtifactMismatchError
 from steer.interventions import Intervention, neuron_edits
 from steer.neurons import NeuronSet
-from steer.record import Activations
 from steer.worlds import TensorWorlds
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
@@ -94,7 +94,7 @@ class Network:
 
     @property
     def provenance(self) -> dict[str, Any]:
-        from steer import __version__
+        from steer.version import __version__
 
         return {
             **self.identity,
@@ -198,26 +198,22 @@ class Network:
     def intervene(
         self,
         neurons: NeuronSet,
-        intervention: Intervention | str = "paper",
-        coeff: float | None = None,
-        direction: str = "toward",
+        intervention: Intervention | None = None,
     ) -> Iterator[Network]:
         """Rewrite a neuron set's units at its site on every forward pass inside the block; the hook is always
         removed on exit.
 
         Args:
             neurons: a neuron set found on a recording of this network (same weights, same site).
-            intervention: an :class:`Intervention`, or a rule name with ``coeff`` and ``direction``.
-            coeff: the rule's coefficient when ``intervention`` is a rule name (default: the rule's default).
-            direction: ``toward`` or ``away`` from the neuron set's proposition, for a rule name.
+            intervention: how the units are rewritten (default ``Intervention("paper")``, the paper's rule).
 
         Yields:
             This network, with the rewrite in force (gradients flow through it).
         """
-        if isinstance(intervention, str):
-            intervention = Intervention(intervention, coeff, direction)  # type: ignore[arg-type]
-        elif coeff is not None:
-            raise ValueError("give coeff inside the Intervention, not beside it")
+        if intervention is None:
+            intervention = Intervention("paper")
+        elif not isinstance(intervention, Intervention):
+            raise TypeError(f"intervention must be a steer.Intervention, got {type(intervention).__name__}")
         if intervention.apply_to != "all":
             raise ValueError(
                 f"apply_to={intervention.apply_to!r} selects token positions; a network's site has none (use 'all')"

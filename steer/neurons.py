@@ -11,12 +11,13 @@ Units are addressed as (layer, index) pairs.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -36,8 +37,32 @@ from steer.strength import Normalize, UnitStats, strength_from_shards
 
 if TYPE_CHECKING:
     from steer.models import Model
-    from steer.record import Activations
-    from steer.worlds import Proposition
+    from steer.propositions import Proposition
+
+
+class ShardSource(Protocol):
+    """What strengths and scores are computed from: a recording's rows of X in shards over the worlds, with its
+    provenance (:class:`steer.activations.Activations` is one)."""
+
+    @property
+    def site(self) -> str: ...
+    @property
+    def reduce(self) -> str: ...
+    @property
+    def layers(self) -> list[int]: ...
+    @property
+    def model(self) -> dict[str, Any]: ...
+    @property
+    def worlds(self) -> dict[str, Any]: ...
+    @property
+    def path(self) -> Path | None: ...
+    @property
+    def n_worlds(self) -> int: ...
+    @property
+    def X(self) -> Tensor: ...
+    def iter_shards(self) -> Iterator[Tensor]: ...
+    def iter_unit_blocks(self, width: int) -> Iterator[Tensor]: ...
+
 
 # The doxastic scores and the normalization each applies before D.
 D_SCORES: dict[str, Normalize] = {"D": "none", "zscore-D": "zscore", "rank-D": "rank"}
@@ -181,9 +206,10 @@ class Strengths(UnitScores):
 
     @classmethod
     def compute(
-        cls, acts: Activations, proposition: Proposition, prior: Tensor | None = None, normalize: Normalize = "none"
+        cls, acts: ShardSource, proposition: Proposition, prior: Tensor | None = None, normalize: Normalize = "none"
     ) -> Strengths:
-        """D of every unit of a recording (streamed shard by shard); see :meth:`Activations.strength`."""
+        """D of every unit of a recording (streamed shard by shard); see
+        :meth:`steer.activations.Activations.strength`."""
         mask = torch.as_tensor(np.asarray(proposition.mask))
         if mask.shape[0] != acts.n_worlds:
             raise ValueError(
@@ -273,6 +299,10 @@ class NeuronSet:
                 f"site {self.site}), e.g. {outside[0]}"
             )
 
+    def copy(self) -> NeuronSet:
+        """An independent copy (its lists and dicts are new)."""
+        return copy.deepcopy(self)
+
     def head(self, n: int) -> NeuronSet:
         """The first n units of each side (the strongest), as a neuron set of k = n."""
         return replace(self, units_for=self.units_for[:n], units_against=self.units_against[:n], k=min(n, self.k))
@@ -347,7 +377,7 @@ class NeuronSet:
 
 
 def score_units(
-    acts: Activations, proposition: Proposition, score: str = "rank-D", raw: Strengths | None = None
+    acts: ShardSource, proposition: Proposition, score: str = "rank-D", raw: Strengths | None = None
 ) -> UnitScores:
     """Scores of every recorded unit for a proposition by one of ``selection.SCORES``.
 

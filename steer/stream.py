@@ -23,16 +23,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from steer.worlds import (
-    PromptSetError,
-    Template,
-    WorldFields,
-    Worlds,
-    iter_delimited,
-    iter_jsonl,
-    load_template,
-    prompt_set_provenance,
-)
+from steer.readers import PromptSetError, iter_delimited, iter_jsonl
+from steer.templates import Template, load_template, prompt_set_provenance
+from steer.worlds import WorldFields, Worlds
 
 Reader = Callable[[int], Iterator[list[dict[str, Any]]]]  # batch size -> batches of records, in order
 

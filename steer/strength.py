@@ -1,6 +1,6 @@
 """Doxastic reason strength: pure tensor math, no model code.
 
-Notation (``../shared/docs/method.md`` section 3): worlds k = 1..N, a reasons vector x in R^N (one unit's
+Notation (``docs/method.md`` section 3): worlds k = 1..N, a reasons vector x in R^N (one unit's
 activation in every world), a proposition A (a boolean mask over the worlds) and a belief b (a probability
 vector over the worlds, uniform by default).
 

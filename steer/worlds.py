@@ -1,211 +1,40 @@
-"""Prompt sets -> worlds -> propositions.
+"""Worlds: the situations a model is recorded in, with their fields, for every kind of input.
 
-A *world* is one input situation: a prompt built from a record of a prompt set by a template, together with
-the record's fields (text, label, domain, scores...). A *proposition* is a set of worlds, held as a boolean
-mask: by a field predicate (``label=positive``), by the top-n of a numeric field (``vader_pos:top25``) or by
-an explicit mask. See ``../shared/docs/method.md`` section 1.
+Data flow: prompt set -> **worlds** -> recorded activations -> strengths -> selected units -> intervention ->
+steered generation. A *world* is one input situation: a prompt built from a record of a prompt set by a template,
+together with the record's fields (text, label, domain, scores...), or one input tensor of any PyTorch network.
+Propositions over them (:mod:`steer.propositions`) are sets of worlds, named by their fields. See
+``docs/method.md`` section 1.
 
-Prompt sets load from JSONL, CSV or TSV files, a local ``datasets`` directory, or a Hugging Face hub dataset
-name. Templates are Python format strings (``{text}``) named by a file under ``prompts/templates/``.
+:class:`Worlds` are made from records (:mod:`steer.readers`: JSONL, CSV or TSV files, a local ``datasets``
+directory, or a Hugging Face hub dataset name) by a template (:mod:`steer.templates`); :class:`TensorWorlds` from
+input tensors; both build on :class:`WorldFields`.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
-import math
 import os
-import re
-import string
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from steer.resources import TEMPLATES_DIR
-from steer.strength import TrivialPropositionError
-
-
-class PromptSetError(ValueError):
-    """A prompt file, dataset, template or proposition is malformed or refers to something that is not there."""
-
-
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-# ------------------------------------------------------------------------------------------------ templates
-
-TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-
-
-@dataclass(frozen=True)
-class Template:
-    """A named prompt template: a Python format string over record fields, e.g. ``"Review: {text}"``.
-
-    Only plain replacement fields are allowed (``{text}``, ``{label}``): no attribute or index access, no format
-    spec, no conversion (``{text.__class__}``, ``{text:>100000000}`` and ``{text!r}`` are refused), and at least
-    one field, so that different records make different prompts."""
-
-    name: str
-    text: str
-
-    def __post_init__(self) -> None:
-        try:
-            parts = list(string.Formatter().parse(self.text))
-        except ValueError as e:
-            raise PromptSetError(f"template {self.name!r} is malformed: {e}") from None
-        fields = [f for _, f, _, _ in parts if f is not None]
-        for _, f, spec, conv in parts:
-            if f is None:
-                continue
-            if not f.isidentifier():
-                raise PromptSetError(f"template {self.name!r}: {{{f}}} is not a plain field name (use e.g. {{text}})")
-            if spec or conv:
-                raise PromptSetError(
-                    f"template {self.name!r}: {{{f}{'!' + conv if conv else ''}{':' + spec if spec else ''}}} has a "
-                    "conversion or format spec; only plain fields like {text} are allowed"
-                )
-        if not fields:
-            raise PromptSetError(
-                f"template {self.name!r} has no field such as {{text}}: every world would get the same prompt"
-            )
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Template:
-        """A template read from an explicit file (one trailing newline is dropped)."""
-        path = Path(path)
-        try:
-            text = _decode(path.read_bytes(), path)
-        except OSError as e:
-            raise PromptSetError(f"cannot read template file {path}: {e.strerror or e}") from None
-        return cls(path.stem, text[:-1] if text.endswith("\n") else text)
-
-    @property
-    def fields(self) -> list[str]:
-        return [f for _, f, _, _ in string.Formatter().parse(self.text) if f]
-
-    @property
-    def sha256(self) -> str:
-        return sha256_text(self.text)
-
-    def render(self, record: dict[str, Any]) -> str:
-        return self.text.format(**record)
-
-    @property
-    def text_field(self) -> str:
-        """The field that holds a world's own text: ``text`` when the template has it, else its first field."""
-        fields = self.fields
-        return "text" if "text" in fields else fields[0]
-
-    def text_span(self, record: dict[str, Any]) -> tuple[int, int]:
-        """Where the world's own text (the first ``{text}`` field, see :attr:`text_field`) lies in the rendered
-        prompt, as character offsets [start, end). Everything else is the template's own text or other fields."""
-        pos = 0
-        for literal, f, _, _ in string.Formatter().parse(self.text):
-            pos += len(literal)
-            if f is None:
-                continue
-            value = format(record[f], "")
-            if f == self.text_field:
-                return pos, pos + len(value)
-            pos += len(value)
-        raise AssertionError("a template always has its text field")  # pragma: no cover
-
-
-def prompt_set_provenance(source: str, n_worlds: int, sha256: str, template: Template) -> dict[str, Any]:
-    """What a recording keeps of the prompt-made worlds it ran (for :class:`Worlds` and streams alike)."""
-    return {
-        "source": source,
-        "n_worlds": n_worlds,
-        "prompt_set_sha256": sha256,
-        "template": template.name,
-        "template_sha256": template.sha256,
-        "template_text": template.text,
-    }
-
-
-def available_templates() -> list[str]:
-    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.txt"))
-
-
-def load_template(spec: str | Template) -> Template:
-    """A template by name (``prompts/templates/NAME.txt``) or as a literal string containing ``{``.
-
-    Names resolve only inside the templates directory; a template file elsewhere is read with
-    :meth:`Template.from_file` (the CLI's ``--template-file``), never by a name that looks like a path."""
-    if isinstance(spec, Template):
-        return spec
-    if "{" in spec:
-        return Template("inline", spec)
-    if TEMPLATE_NAME.match(spec):
-        path = TEMPLATES_DIR / f"{spec}.txt"
-        if path.is_file() and path.resolve().parent == TEMPLATES_DIR.resolve():
-            return Template.from_file(path)
-    hint = (
-        " (a template file is given with --template-file / Template.from_file)" if ("/" in spec or "." in spec) else ""
-    )
-    raise PromptSetError(
-        f"unknown template {spec!r}; available: {', '.join(available_templates())}, or an inline "
-        f"string with a field such as {{text}}{hint}"
-    )
-
-
-def _decode(data: bytes, path: Path) -> str:
-    """UTF-8 text of a file (a BOM is dropped); a decoding error names the file and line."""
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data[: e.start].count(b"\n") + 1
-        raise PromptSetError(
-            f"{path}:{line}: not UTF-8 text (byte {data[e.start]:#04x}); save the file as UTF-8"
-        ) from None
-
-
-# ---------------------------------------------------------------------------------------------- propositions
-
-
-@dataclass(frozen=True)
-class Proposition:
-    """A set of worlds A, as a boolean mask over them, with a name saying what it means."""
-
-    name: str
-    mask: np.ndarray
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        mask = np.asarray(self.mask)
-        if mask.dtype != bool or mask.ndim != 1:
-            raise PromptSetError("a proposition mask must be a 1-D boolean array")
-        n, k = mask.size, int(mask.sum())
-        if k == 0 or k == n:
-            raise TrivialPropositionError(
-                f"proposition {self.name!r} holds in {k} of {n} worlds: it must hold in some worlds but not all"
-            )
-        object.__setattr__(self, "mask", mask)
-
-    @property
-    def size(self) -> int:
-        return int(self.mask.sum())
-
-    def complement(self) -> Proposition:
-        return Proposition(f"not({self.name})", ~self.mask, f"complement of {self.description or self.name}")
-
-    def __repr__(self) -> str:
-        return f"Proposition({self.name!r}, {self.size}/{self.mask.size} worlds)"
-
-
-_PRED = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*(?P<op>!=|>=|<=|=|>|<)\s*(?P<value>.*?)\s*$")
-_TOP = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*:\s*(?P<dir>top|bottom)(?P<n>\d+)\s*$")
-
-
-# ---------------------------------------------------------------------------------------------------- worlds
+from steer.propositions import (
+    VADER_FIELDS,
+    Proposition,
+    mask_proposition,
+    parse_proposition,
+    top_proposition,
+    vader_columns,
+    vader_fields,
+)
+from steer.readers import MAX_PROMPT_CHARS, PromptSetError, _check_prompt_field, _is_missing, _kind, read_records
+from steer.templates import Template, load_template, prompt_set_provenance, sha256_text
 
 
 class WorldFields:
@@ -228,16 +57,19 @@ class WorldFields:
     def provenance(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def with_fields_for(self, spec: str) -> WorldFields:
-        """These worlds, with any derived fields the proposition ``spec`` needs (none by default)."""
-        return self
-
     def __len__(self) -> int:
         return len(self.records)
 
     def column(self, name: str) -> list[Any]:
-        """The values of a field in every world (None where a record lacks it)."""
+        """The values of a field in every world (None where a record lacks it). The VADER fields (``vader_pos``,
+        ``vader_neg``, ``vader_neu``, ``vader_compound``) of worlds with a ``text`` field are computed on first use
+        (kept with these worlds; the records and their hash do not change)."""
         if name not in self.records[0]:
+            if name in VADER_FIELDS and "text" in self.records[0]:
+                derived: dict[str, list[Any]] = self.__dict__.setdefault("_derived", {})
+                if name not in derived:
+                    derived.update(vader_columns([r.get("text") for r in self.records]))
+                return derived[name]
             raise PromptSetError(f"unknown field {name!r}; fields: {', '.join(self.records[0])}")
         return [r.get(name) for r in self.records]
 
@@ -269,77 +101,21 @@ class WorldFields:
     # -- propositions
 
     def proposition(self, spec: str | None = None, /, **equals: Any) -> Proposition:
-        """A proposition by a predicate string or keyword equalities.
+        """A proposition by a predicate string or keyword equalities, parsed here once.
 
+        ``worlds.proposition("positive")`` (a bare word is a label: ``label=positive``),
         ``worlds.proposition("label=positive")``, ``worlds.proposition(label="positive")``,
         ``"label!=neutral"``, ``"score>0.5"`` (also ``>=``, ``<``, ``<=``), ``"vader_pos:top25"`` (the 25 worlds
         with the highest value; ``bottom25`` the lowest; ties broken by world order).
         """
-        if spec is None:
-            if len(equals) != 1:
-                raise PromptSetError("give one predicate string, or one field=value keyword")
-            ((f, v),) = equals.items()
-            spec = f"{f}={v}"
-        if m := _TOP.match(spec):
-            return self.top(m["field"], int(m["n"]), largest=m["dir"] == "top")
-        m = _PRED.match(spec)
-        if not m:
-            raise PromptSetError(
-                f"cannot parse proposition {spec!r}; use FIELD=VALUE, FIELD!=VALUE, FIELD>NUMBER (>=, <, <=) "
-                "or FIELD:topN / FIELD:bottomN"
-            )
-        fld, op, value = m["field"], m["op"], m["value"]
-        col = self.defined_column(fld)
-        if op in ("=", "!="):
-            present = self.values(fld)
-            if value not in present:
-                shown = ", ".join(present[:20]) + (" ..." if len(present) > 20 else "")
-                raise PromptSetError(f"unknown value {value!r} for field {fld!r}; values present: {shown}")
-            mask = np.array([str(v) == value for v in col])
-            mask = mask if op == "=" else ~mask
-        else:
-            nums = self._numeric(fld, col)
-            try:
-                x = float(value)
-            except ValueError:
-                raise PromptSetError(f"{spec!r}: {value!r} is not a number") from None
-            mask = {">": nums > x, ">=": nums >= x, "<": nums < x, "<=": nums <= x}[op]
-        return Proposition(f"{fld}{op}{value}", mask, f"worlds with {fld} {op} {value}")
+        return parse_proposition(self, spec, **equals)
 
     def top(self, field: str, n: int, largest: bool = True) -> Proposition:
         """The n worlds with the highest (or lowest) value of a numeric field (the paper ranks by VADER pos)."""
-        nums = self._numeric(field, self.defined_column(field))
-        if not 0 < n < len(self):
-            raise TrivialPropositionError(f"top-n proposition needs 0 < n < {len(self)} worlds, got n={n}")
-        order = np.argsort(-nums if largest else nums, kind="stable")
-        mask = np.zeros(len(self), dtype=bool)
-        mask[order[:n]] = True
-        word = "top" if largest else "bottom"
-        return Proposition(
-            f"{field}:{word}{n}", mask, f"the {n} worlds with the {'highest' if largest else 'lowest'} {field}"
-        )
+        return top_proposition(self, field, n, largest)
 
     def mask(self, mask: Sequence[bool] | np.ndarray, name: str = "mask") -> Proposition:
-        mask = np.asarray(mask)
-        if mask.shape != (len(self),):
-            raise PromptSetError(f"mask has shape {mask.shape}, expected ({len(self)},)")
-        return Proposition(name, mask.astype(bool), "explicit mask")
-
-    @staticmethod
-    def _numeric(name: str, col: list[Any]) -> np.ndarray:
-        out = []
-        for i, v in enumerate(col):
-            try:
-                if isinstance(v, bool):
-                    raise ValueError
-                out.append(float(v))
-            except (TypeError, ValueError):
-                raise PromptSetError(f"field {name!r} is not numeric (world {i}: {v!r})") from None
-        nums = np.array(out)
-        bad = np.flatnonzero(~np.isfinite(nums))
-        if bad.size:
-            raise PromptSetError(f"field {name!r} is NaN or infinite in worlds {bad[:10].tolist()}; drop or fill them")
-        return nums
+        return mask_proposition(self, mask, name)
 
 
 @dataclass
@@ -439,23 +215,10 @@ class Worlds(WorldFields):
     def provenance(self) -> dict[str, Any]:
         return prompt_set_provenance(self.source, len(self), self.prompt_set_hash, self.template)
 
-    def with_fields_for(self, spec: str) -> Worlds:
-        """These worlds, with VADER fields added when the proposition ``spec`` uses one they lack."""
-        if "vader_" in spec and not any(k.startswith("vader_") for k in self.records[0]):
-            return self.with_vader()
-        return self
-
     def with_vader(self, field: str = "text", prefix: str = "vader_") -> Worlds:
         """A copy with VADER scores of ``field`` added as ``vader_pos``, ``vader_neg``, ``vader_neu`` and
         ``vader_compound``."""
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        sia = SentimentIntensityAnalyzer()
-        recs = []
-        for r in self.records:
-            s = sia.polarity_scores(str(r[field]))
-            recs.append({**r, **{f"{prefix}{k}": v for k, v in s.items()}})
-        return Worlds(recs, self.template, self.source)
+        return Worlds(vader_fields(self.records, field, prefix), self.template, self.source)
 
 
 @dataclass
@@ -522,156 +285,3 @@ class TensorWorlds(WorldFields):
             "input_shape": list(self.inputs.shape[1:]),
             "input_dtype": str(self.inputs.dtype),
         }
-
-
-MAX_PROMPT_CHARS = 100_000  # a sanity cap before tokenizing; the model's context is checked when recording
-
-
-def _is_missing(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float, np.number)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    return type(v).__name__
-
-
-def _check_prompt_field(v: Any, field: str, i: int, source: str) -> None:
-    """A value a template puts into a prompt: text must be non-empty text; nothing may be missing."""
-    where = f"record {i} of {source}"
-    if _is_missing(v):
-        raise PromptSetError(f"field {field!r} of {where} is null or NaN; a prompt cannot be built from it")
-    if field == "text":
-        if not isinstance(v, str):
-            raise PromptSetError(f"the text of {where} is a {_kind(v)} ({v!r}), not a string")
-        if not v.strip():
-            raise PromptSetError(f"the text of {where} is empty")
-    elif not isinstance(v, (str, int, float, np.number)):
-        raise PromptSetError(f"field {field!r} of {where} is a {_kind(v)}; a template can only insert text or numbers")
-
-
-# --------------------------------------------------------------------------------------------------- reading
-
-
-def read_records(spec: str | os.PathLike) -> tuple[list[dict[str, Any]], str]:
-    """Records from a file, a local ``datasets`` directory or a hub dataset name; returns (records, source)."""
-    path = Path(spec).expanduser()
-    if path.is_file():
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json"):
-            return _read_jsonl(path), str(path)
-        if suffix in (".csv", ".tsv"):
-            return _read_delimited(path, "\t" if suffix == ".tsv" else ","), str(path)
-        raise PromptSetError(f"{path}: unsupported prompt file type {suffix!r} (use .jsonl, .csv or .tsv)")
-    if path.is_dir():
-        return _read_dataset_dir(path), str(path)
-    text = str(spec)
-    if text.startswith((".", "/", "~")) or text.endswith((".jsonl", ".json", ".csv", ".tsv")):
-        raise PromptSetError(f"prompt file {text} does not exist")
-    return _read_hub_dataset(text)
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise PromptSetError(f"cannot read {path}: {e.strerror or e}") from None
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = list(iter_jsonl(enumerate(_decode(_read_bytes(path), path).splitlines(), 1), path))
-    if not records:
-        raise PromptSetError(f"{path}: no records")
-    return records
-
-
-def _read_delimited(path: Path, delimiter: str) -> list[dict[str, Any]]:
-    text = _decode(_read_bytes(path), path)
-    records = list(iter_delimited(io.StringIO(text, newline=""), path, delimiter))
-    if not records:
-        raise PromptSetError(f"{path}: no records")
-    return records
-
-
-def iter_jsonl(lines: Iterable[tuple[int, str]], path: Path) -> Iterator[dict[str, Any]]:
-    """The records of JSONL lines given as (line number, text); a malformed line is an error naming it."""
-    for i, line in lines:
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise PromptSetError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        except RecursionError:
-            raise PromptSetError(f"{path}:{i}: JSON nested too deeply") from None
-        if not isinstance(rec, dict):
-            raise PromptSetError(f"{path}:{i}: each line must be a JSON object, got {type(rec).__name__}")
-        yield rec
-
-
-def iter_delimited(stream: TextIO, path: Path, delimiter: str) -> Iterator[dict[str, Any]]:
-    """The records of CSV/TSV text whose header row names the fields (TSV GLUE-style: quotes are text)."""
-    if delimiter == "\t":
-        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_NONE)
-    else:
-        reader = csv.reader(stream, delimiter=delimiter, quoting=csv.QUOTE_MINIMAL)
-    try:
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise PromptSetError(f"{path}: empty file") from None
-        header = [h.strip() for h in header]
-        if len(set(header)) != len(header) or not all(header):
-            raise PromptSetError(f"{path}: the header row needs distinct, non-empty field names, got {header}")
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise PromptSetError(f"{path}:{reader.line_num}: {len(row)} columns, the header has {len(header)}")
-            yield dict(zip(header, row))
-    except csv.Error as e:
-        raise PromptSetError(f"{path}:{reader.line_num}: {e} (a field too large or a stray quote?)") from None
-    except UnicodeDecodeError:  # a file read as it streams
-        raise PromptSetError(f"{path}: not UTF-8 text near line {reader.line_num}; save it as UTF-8") from None
-
-
-def _read_dataset_dir(path: Path) -> list[dict[str, Any]]:
-    import datasets
-
-    try:
-        ds = datasets.load_from_disk(str(path))
-    except FileNotFoundError:
-        try:
-            ds = datasets.load_dataset(str(path))
-        except Exception as e:
-            raise PromptSetError(f"{path}: not a prompt file nor a dataset directory ({e})") from None
-    if isinstance(ds, datasets.DatasetDict):
-        split = "train" if "train" in ds else next(iter(ds))
-        ds = ds[split]
-    return [dict(r) for r in ds]
-
-
-def _read_hub_dataset(spec: str) -> tuple[list[dict[str, Any]], str]:
-    """``name`` or ``name:split`` from the hub; fails within seconds when the hub cannot be reached."""
-    from steer.hub import hub_reachable
-
-    name, _, split = spec.partition(":")
-    split = split or "train"
-    if not re.match(r"^[\w.-]+(/[\w.-]+)?$", name):
-        raise PromptSetError(f"{spec!r} is neither an existing file or directory nor a hub dataset name")
-    if not hub_reachable(name, kind="dataset"):
-        raise PromptSetError(
-            f"cannot load hub dataset {name!r}: the Hugging Face hub is unreachable (offline). Pass a local file "
-            "instead: a .jsonl/.csv/.tsv with a header (e.g. ../shared/data/sst2/train.tsv with "
-            "--text-field sentence), a `datasets` directory, or the bundled prompts/sentiment.jsonl. With a "
-            "local datasets cache, set HF_HUB_OFFLINE=1 to use it."
-        )
-    import datasets
-
-    ds = datasets.load_dataset(name, split=split)
-    return [dict(r) for r in ds], f"hub:{name}:{split}"

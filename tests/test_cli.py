@@ -4,14 +4,14 @@ import json
 
 import pytest
 
+from steer.activations import Activations
 from steer.cli import main
 from steer.neurons import NeuronSet
-from steer.record import Activations
 
 
 def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
     out = tmp_path / "find"
-    rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n", "48", "--seed", "0",
+    rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n-worlds", "48", "--worlds-seed", "0",
                "--proposition", "label=positive", "--site", "mlp", "--k", "5", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0
@@ -36,7 +36,7 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
     assert summary["worlds"]["template"] == "classify-2shot" and len(summary["layer_max_D"]["none"]) == 30
 
     # reuse the recording for another proposition: no new forward passes
-    rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n", "48", "--seed", "0",
+    rc = main(["find", "--model", "bundled", "--template", "classify-2shot", "--n-worlds", "48", "--worlds-seed", "0",
                "--proposition", "label=negative", "--recording", str(out / "activations"), "--k", "3", "--quiet",
                "--bootstrap", "0"])
     assert rc == 0 and "AGAINST 'label=negative'" in capsys.readouterr().out
@@ -50,24 +50,24 @@ def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):
     (["--proposition", "label=positive", "--worlds", "nope.jsonl"], "does not exist"),
 ])
 def test_find_bad_input(bundled, tmp_path, capsys, args, message):
-    rc = main(["find", "--model", "bundled", "--n", "8", "--seed", "0", "--quiet", "--out", str(tmp_path / "o"), *args])
+    rc = main(["find", "--model", "bundled", "--n-worlds", "8", "--worlds-seed", "0", "--quiet", "--out", str(tmp_path / "o"), *args])
     assert rc == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o" / "neurons-none.json").exists()
 
 
 def test_recording_from_other_worlds_is_refused(bundled, tmp_path, capsys):
-    rc = main(["find", "--model", "bundled", "--n", "8", "--seed", "0", "--quiet", "--proposition", "label=positive",
+    rc = main(["find", "--model", "bundled", "--n-worlds", "8", "--worlds-seed", "0", "--quiet", "--proposition", "label=positive",
                "--layers", "0", "--out", str(tmp_path / "a")])
     assert rc == 0
-    rc = main(["find", "--model", "bundled", "--n", "9", "--seed", "0", "--quiet", "--proposition", "label=positive",
+    rc = main(["find", "--model", "bundled", "--n-worlds", "9", "--worlds-seed", "0", "--quiet", "--proposition", "label=positive",
                "--recording", str(tmp_path / "a" / "activations")])
     assert rc == 2 and "other worlds" in capsys.readouterr().err
 
 
 def test_stability_command_on_bundled_model(bundled, tmp_path, capsys):
     out = tmp_path / "stab"
-    rc = main(["stability", "--model", "bundled", "--n", "64", "--seed", "0", "--proposition", "label=positive",
+    rc = main(["stability", "--model", "bundled", "--n-worlds", "64", "--worlds-seed", "0", "--proposition", "label=positive",
                "--layers", "20-29", "--bootstrap", "50", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0

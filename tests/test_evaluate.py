@@ -113,8 +113,8 @@ def _sst2_like(tmp_path, n_train=40, n_val=24):
 
 
 def _tiny_flip_config(d, **kw):
-    from steer import Template
     from steer.eval import FlipConfig, FlipItems, FlipWorlds, UnitChoice
+    from steer.templates import Template
 
     tmpl = Template.from_file(d / "tmpl.txt")
     return FlipConfig(sst2=str(d),
@@ -127,7 +127,7 @@ def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path
     """The flip protocol's shortcut (prefix KV cache + one-token forward per condition) gives the same
     log-probabilities as a plain forward over the whole prompt with the rewrite at the last prompt position."""
     from steer import Intervention, Steerer, Worlds, record
-    from steer.eval import Condition, answer_logprobs
+    from steer.eval.faithfulness import Condition, answer_logprobs
 
     worlds = Worlds.from_records([{"text": t} for t in ["a lovely day", "cold soup and awful service never again",
                                                         "the film", "great music and a warm crowd in the evening"]])
@@ -141,7 +141,7 @@ def test_cached_last_token_path_equals_a_full_hooked_forward(tiny_qwen, tmp_path
         ids = torch.tensor([tok(p).input_ids])
         with torch.inference_mode():
             full = torch.log_softmax(tiny_qwen.bridge(ids)[0, -1].float(), -1)
-            with Steerer(tiny_qwen, ns, rule="paper", coeff=5.0, direction="away", apply_to="last-prompt"):
+            with Steerer(tiny_qwen, ns, Intervention("paper", 5.0, direction="away", apply_to="last-prompt")):
                 hooked = torch.log_softmax(tiny_qwen.bridge(ids)[0, -1].float(), -1)
         assert torch.allclose(clean[i], full[answers], atol=1e-4)
         assert torch.allclose(steered["c"][i], hooked[answers], atol=1e-4)
@@ -173,7 +173,7 @@ def test_flip_harness_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
 
 
 def test_multi_token_answers_are_refused(tiny_qwen):
-    from steer.eval import answer_token_ids
+    from steer.eval.faithfulness import answer_token_ids
 
     with pytest.raises(ValueError, match="single tokens"):
         answer_token_ids(tiny_qwen.tokenizer, {"positive": " wonderful and lovely", "negative": " b"})
@@ -187,7 +187,7 @@ def classifier(tmp_path_factory):
     """The MiniLM classifier fitted on a small SST-2 sample (the harness default uses 8000 sentences)."""
     from pathlib import Path
 
-    from steer.eval import EncoderClassifier
+    from steer.eval.scorers import EncoderClassifier
 
     data = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
     if not (data / "train.tsv").is_file():
@@ -255,7 +255,7 @@ def test_eval_cli_on_a_tiny_model(tmp_path, capsys, cache_env):
     prompts = tmp_path / "p.jsonl"
     prompts.write_text(json.dumps({"text": "the film"}) + "\n" + json.dumps({"text": "cold soup"}) + "\n")
     out = tmp_path / "steer-report"
-    rc = main(["eval", "steer", "--model", str(model_dir), "--prompts", str(prompts), "--worlds", str(worlds),
+    rc = main(["eval", "steer", "--model", str(model_dir), "--prompt-files", str(prompts), "--worlds", str(worlds),
                "--k", "4", "--coeffs", "2", "--caa-coeffs", "2", "--caa-layer", "1", "--selfcond-k", "3",
                "--scorers", "vader", "--seeds", "0", "--max-new-tokens", "5", "--out", str(out), "--quiet"])
     text = capsys.readouterr().out
@@ -271,7 +271,8 @@ def test_eval_cli_on_a_tiny_model(tmp_path, capsys, cache_env):
 
 
 def test_score_units_reuses_raw_strengths_without_changing_them(tiny_qwen):
-    from steer import Strengths, Worlds, record, score_units
+    from steer import Strengths, Worlds, record
+    from steer.neurons import score_units
 
     worlds = Worlds.from_records([{"text": t} for t in ["a lovely day", "cold soup", "the film", "great music",
                                                         "awful service", "a quiet morning"]])

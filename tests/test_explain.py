@@ -6,10 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from steer.explain import (auroc, candidate_propositions, explain_unit, perturb, radius, sanity_checks, similarities,
-                           top_set)
-from tests.helpers import planted
+from steer.explain import (
+    auroc,
+    candidate_propositions,
+    explain_unit,
+    perturb,
+    radius,
+    sanity_checks,
+    similarities,
+    top_set,
+)
 from steer.worlds import Worlds
+from tests.helpers import planted
 
 
 def test_scores_on_a_known_case():

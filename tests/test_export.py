@@ -14,26 +14,24 @@ import pytest
 import torch
 from torch import nn
 
-from steer import DEFAULT_PROMPT_SET, SteerConfig, Steerer, Worlds, cached_recording, score_units
+from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, SteerConfig, Steerer, Worlds, recording
 from steer.artifacts import ArtifactMismatchError
 from steer.cli import main
 from steer.export import (
     CONTROL_VECTOR_ARCH,
-    ExportError,
-    compile_steering,
     control_vector_hooks,
-    export_form,
     export_steering,
     hf_state_dict,
     read_control_vector,
     relative_error,
     write_control_vector,
 )
+from steer.fold import ExportError, compile_steering, export_form
+from steer.generation import generate_text
 from steer.interventions import RULES
 from steer.models import check_device
-from steer.neurons import NeuronSet
+from steer.neurons import NeuronSet, score_units
 from steer.record import record
-from steer.steering import generate_text
 from tests.conftest import labelled_corpus
 
 TOL = 1e-4
@@ -77,17 +75,17 @@ def test_exported_forms_equal_hook_steering(tiny_model, sets, tmp_path, site, ru
     ids, mask = tiny_model.tokenize(PROMPTS)
     real = mask.bool()
     base = logits(tiny_model, ids, mask)
-    with Steerer(tiny_model, ns, rule=rule, coeff=coeff, direction=direction):
+    with Steerer(tiny_model, ns, Intervention(rule, coeff, direction=direction)):
         hooked = logits(tiny_model, ids, mask)
     assert relative_error(hooked[real], base[real]) > 1e-3  # the steering does something
-    form = export_form(tiny_model, ns, rule, coeff, direction)
+    form = export_form(tiny_model, ns, Intervention(rule, coeff, direction=direction))
     assert form.changes_weights == (rule != "additive")
     with compile_steering(tiny_model, form):
         compiled = logits(tiny_model, ids, mask)
     assert relative_error(compiled[real], hooked[real]) < TOL
     assert torch.equal(logits(tiny_model, ids, mask), base)  # weights restored exactly
 
-    out = export_steering(tiny_model, ns, "model", tmp_path / "edited", rule=rule, coeff=coeff, direction=direction)
+    out = export_steering(tiny_model, ns, "model", tmp_path / "edited", Intervention(rule, coeff, direction=direction))
     hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     cv = read_control_vector(out / "control_vector.gguf")
     with torch.no_grad(), control_vector_hooks(hf, cv.vectors):
@@ -97,7 +95,7 @@ def test_exported_forms_equal_hook_steering(tiny_model, sets, tmp_path, site, ru
     assert manifest["provenance"]["rule"] == rule and manifest["provenance"]["direction"] == direction
 
     if rule == "additive":  # a pure control vector: the unedited model plus the GGUF file
-        path = export_steering(tiny_model, ns, "control-vector", tmp_path / "cv.gguf", coeff=coeff, direction=direction)
+        path = export_steering(tiny_model, ns, "control-vector", tmp_path / "cv.gguf", Intervention(coeff=coeff, direction=direction))
         cv2 = read_control_vector(path)
         hf2 = fresh_hf(tiny_model)
         with torch.no_grad(), control_vector_hooks(hf2, cv2.vectors):
@@ -107,7 +105,7 @@ def test_exported_forms_equal_hook_steering(tiny_model, sets, tmp_path, site, ru
 
 def test_gguf_file_is_what_llama_cpp_reads(tiny_model, sets, tmp_path):
     ns = sets["mlp"]
-    form = export_form(tiny_model, ns, "additive", 4.0)
+    form = export_form(tiny_model, ns, Intervention("additive", 4.0))
     path = write_control_vector(form, tmp_path / "v.gguf")
     reader = gguf.GGUFReader(str(path))
 
@@ -138,8 +136,8 @@ def test_direction_files_for_easysteer(tiny_model, sets, tmp_path):
     from safetensors.torch import load_file
 
     ns = sets["mlp"]
-    form = export_form(tiny_model, ns, "additive", 4.0, "away")
-    out = export_steering(tiny_model, ns, "pt", tmp_path / "pt", coeff=4.0, direction="away")
+    form = export_form(tiny_model, ns, Intervention("additive", 4.0, direction="away"))
+    out = export_steering(tiny_model, ns, "pt", tmp_path / "pt", Intervention(coeff=4.0, direction="away"))
     req = json.loads((out / "easysteer.json").read_text())["vectors"]
     assert [r["target_layers"] for r in req] == [[k] for k in sorted(form.vectors)]
     tensors = load_file(out / "directions.safetensors")
@@ -154,7 +152,7 @@ def test_layer_0_is_refused_with_its_share_or_dropped_knowingly(tiny_model, tmp_
         w.proposition(label="positive"), normalize="zscore"
     ).top(k=20)
     assert any(u.layer == 0 for u in ns.units_for + ns.units_against)
-    form = export_form(tiny_model, ns, "additive", 3.0)
+    form = export_form(tiny_model, ns, Intervention("additive", 3.0))
     share = form.layer0_share()
     assert 0 < share < 1
     with pytest.raises(ExportError, match=rf"{share:.1%}.*layer 0.*--skip-layer-0"):
@@ -168,13 +166,13 @@ def test_layer_0_is_refused_with_its_share_or_dropped_knowingly(tiny_model, tmp_
 def test_refusals(tiny_model, sets, tmp_path):
     ns = sets["mlp"]
     with pytest.raises(ExportError, match="apply_to='all'"):
-        export_form(tiny_model, ns, "additive", 3.0, apply_to="prompt")
+        export_form(tiny_model, ns, Intervention("additive", 3.0, apply_to="prompt"))
     with pytest.raises(ExportError, match="only additive"):
-        export_form(tiny_model, sets["resid"], "paper", 3.0)
+        export_form(tiny_model, sets["resid"], Intervention("paper", 3.0))
     with pytest.raises(ExportError, match="--format model"):
-        export_steering(tiny_model, ns, "control-vector", tmp_path / "v.gguf", rule="paper")
+        export_steering(tiny_model, ns, "control-vector", tmp_path / "v.gguf", Intervention("paper"))
     with pytest.raises(ExportError, match="--format model"):
-        export_steering(tiny_model, ns, "pt", tmp_path / "pt", rule="clamp")
+        export_steering(tiny_model, ns, "pt", tmp_path / "pt", Intervention("clamp"))
     with pytest.raises(ExportError, match="unknown format"):
         export_steering(tiny_model, ns, "onnx", tmp_path / "x")
     other = NeuronSet(ns.units_for, ns.units_against, "mlp", ns.score, ns.k, False, ns.proposition,
@@ -189,7 +187,7 @@ def test_post_mlp_norm_architectures_are_refused(tiny_model, sets):
     layer.add_module("post_feedforward_layernorm", nn.Identity())  # what Gemma-2/3 have
     try:
         with pytest.raises(ExportError, match="post_feedforward_layernorm"):
-            export_form(tiny_model, sets["mlp"], "additive", 3.0)
+            export_form(tiny_model, sets["mlp"], Intervention("additive", 3.0))
     finally:
         delattr(layer, "post_feedforward_layernorm")
 
@@ -213,9 +211,9 @@ def test_reader_refuses_what_llama_cpp_refuses(tmp_path):
 @pytest.mark.parametrize("rule", ["additive", "paper"])
 def test_compiled_generation_equals_hook_generation(tiny_model, sets, rule):
     ns = sets["mlp"]
-    hooked = Steerer(tiny_model, ns, rule=rule, coeff=COEFF[rule]).generate(PROMPTS, max_new_tokens=8,
+    hooked = Steerer(tiny_model, ns, Intervention(rule, COEFF[rule])).generate(PROMPTS, max_new_tokens=8,
                                                                            do_sample=False)
-    with Steerer(tiny_model, ns, rule=rule, coeff=COEFF[rule], compiled=True) as compiled:
+    with Steerer(tiny_model, ns, Intervention(rule, COEFF[rule]), compiled=True) as compiled:
         assert not any(hp._forward_hooks for hp in tiny_model.bridge.hook_dict.values())  # no hook at all
         assert compiled.generate(PROMPTS, max_new_tokens=8, do_sample=False) == hooked
         assert generate_text(tiny_model, PROMPTS, max_new_tokens=8, do_sample=False) == hooked
@@ -224,14 +222,14 @@ def test_compiled_generation_equals_hook_generation(tiny_model, sets, rule):
 def test_compiled_restores_weights_after_an_error_and_when_nested(tiny_model, sets):
     ns = sets["mlp"]
     before = {k: v.clone() for k, v in tiny_model.bridge.original_model.state_dict().items()}
-    with pytest.raises(RuntimeError, match="boom"), Steerer(tiny_model, ns, rule="paper", coeff=3.0, compiled=True):
+    with pytest.raises(RuntimeError, match="boom"), Steerer(tiny_model, ns, Intervention("paper", 3.0), compiled=True):
         raise RuntimeError("boom")
-    with Steerer(tiny_model, ns, rule="paper", compiled=True), Steerer(tiny_model, ns, coeff=5.0, compiled=True):
+    with Steerer(tiny_model, ns, Intervention("paper"), compiled=True), Steerer(tiny_model, ns, Intervention(coeff=5.0), compiled=True):
         pass
     after = tiny_model.bridge.original_model.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     with pytest.raises(ExportError, match="apply_to"):
-        Steerer(tiny_model, ns, apply_to="generated", compiled=True)
+        Steerer(tiny_model, ns, Intervention(apply_to="generated"), compiled=True)
 
 
 def test_device_is_checked():
@@ -251,7 +249,7 @@ def bundled_sets(bundled):
     from layers 1-29, from the all-layer recording the default steering caches anyway."""
     cfg = SteerConfig()
     w = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
-    acts = cached_recording(bundled, w, cfg.site, cfg.reduce, None, progress=False)
+    acts = recording(RecordSpec(bundled, w, cfg.site, cfg.reduce, None), progress=False)
     scores = score_units(acts, w.proposition(label="positive"), cfg.score).restrict(range(1, bundled.n_layers))
     return scores.top(cfg.k)
 
@@ -266,9 +264,9 @@ def test_bundled_default_set_exports_exactly(bundled, bundled_sets, tmp_path, ca
     assert sorted(cv.vectors) == list(range(1, bundled.n_layers)) and cv.model_hint == "llama"
     ids, mask = bundled.tokenize(["The hotel was", "I just finished reading the book, and it"])
     real = mask.bool()
-    with Steerer(bundled, ns, coeff=SteerConfig().coeff):
+    with Steerer(bundled, ns, Intervention(coeff=SteerConfig().coeff)):
         hooked = logits(bundled, ids, mask)
-    with Steerer(bundled, ns, coeff=SteerConfig().coeff, compiled=True):
+    with Steerer(bundled, ns, Intervention(coeff=SteerConfig().coeff), compiled=True):
         compiled = logits(bundled, ids, mask)
     hf = fresh_hf(bundled)
     with torch.no_grad(), control_vector_hooks(hf, cv.vectors):
@@ -281,11 +279,11 @@ def test_bundled_weight_rule_exports_as_edited_checkpoint(bundled, bundled_sets,
     from transformers import AutoModelForCausalLM
 
     ns = bundled_sets.head(50)
-    out = export_steering(bundled, ns, "model", tmp_path / "edited", rule="paper", coeff=5.0, direction="away")
+    out = export_steering(bundled, ns, "model", tmp_path / "edited", Intervention("paper", 5.0, direction="away"))
     hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
     cv = read_control_vector(out / "control_vector.gguf")
     ids, mask = bundled.tokenize(["The weather today is"])
-    with Steerer(bundled, ns, rule="paper", coeff=5.0, direction="away"):
+    with Steerer(bundled, ns, Intervention("paper", 5.0, direction="away")):
         hooked = logits(bundled, ids, mask)
     with torch.no_grad(), control_vector_hooks(hf, cv.vectors):
         replayed = hf(ids, attention_mask=mask).logits
@@ -313,7 +311,7 @@ def test_repeng_reads_our_file(tiny_model, sets, tmp_path):
         from repeng import ControlVector
     except Exception as e:  # not installed, or broken by its pins (transformers < 5, NumPy 1)
         pytest.skip(f"repeng does not import here ({type(e).__name__}: {e})")
-    form = export_form(tiny_model, sets["mlp"], "additive", 4.0)
+    form = export_form(tiny_model, sets["mlp"], Intervention("additive", 4.0))
     path = write_control_vector(form, tmp_path / "v.gguf")
     cv = ControlVector.import_gguf(str(path))
     assert cv.model_type == form.model_hint

@@ -17,8 +17,11 @@ import pytest
 import torch
 
 import steer
-from steer import ArtifactMismatchError, NeuronSet, PromptSetError, Steerer, Template, Worlds, record
+from steer import ArtifactMismatchError, Intervention, NeuronSet, PromptSetError, Steerer, Worlds, record
 from steer.cli import main
+from steer.generation import generate_text
+from steer.sites import parse_layers
+from steer.templates import Template
 from tests.conftest import labelled_corpus
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +124,7 @@ def test_k_so_large_that_units_are_both_for_and_against_is_refused(acts, worlds)
 def test_non_finite_negative_or_absurd_coefficients_are_refused(tiny_qwen, acts, worlds, coeff):
     ns = acts.strength(worlds.proposition("label=positive")).top(3)
     with pytest.raises(ValueError, match="finite|>= 0|absurd"):
-        Steerer(tiny_qwen, ns, rule="additive", coeff=coeff)
+        Steerer(tiny_qwen, ns, Intervention("additive", coeff))
 
 
 @pytest.mark.parametrize("coeff, message", [("inf", "finite"), ("nan", "finite"), ("-1", ">= 0"), ("1e30", "absurd")])
@@ -168,7 +171,7 @@ def test_units_outside_the_model_are_refused_before_generation(tiny_qwen, acts, 
 @pytest.mark.parametrize("spec", ["-2-3", "5-3", "1,,2", "1-", "x", "2 - 4", ""])
 def test_layer_specs_are_parsed_strictly(spec):
     with pytest.raises(ValueError, match="layer"):
-        steer.parse_layers(spec, 30)
+        parse_layers(spec, 30)
 
 
 @pytest.mark.parametrize(
@@ -178,7 +181,7 @@ def test_layer_specs_are_parsed_strictly(spec):
         (["--k", "0"], "must be at least 1"),
         (["--alpha", "0"], "between 0 and 1"),
         (["--alpha", "1.5"], "between 0 and 1"),
-        (["--n", "-3"], "must be at least 1"),
+        (["--n-worlds", "-3"], "must be at least 1"),
         (["--batch-size", "0"], "must be at least 1"),
     ],
 )
@@ -205,11 +208,11 @@ def test_a_template_that_makes_every_prompt_the_same_is_refused():
 
 
 def test_recording_options_that_contradict_the_recording_are_refused(bundled, tmp_path, capsys):
-    rc = main(["find", "--model", "bundled", "--n", "8", "--seed", "0", "--quiet", "--proposition", "label=positive",
+    rc = main(["find", "--model", "bundled", "--n-worlds", "8", "--worlds-seed", "0", "--quiet", "--proposition", "label=positive",
                "--layers", "0", "--bootstrap", "0", "--out", str(tmp_path / "a")])
     assert rc == 0
     capsys.readouterr()
-    base = ["find", "--model", "bundled", "--n", "8", "--seed", "0", "--quiet", "--proposition", "label=positive",
+    base = ["find", "--model", "bundled", "--n-worlds", "8", "--worlds-seed", "0", "--quiet", "--proposition", "label=positive",
             "--bootstrap", "0", "--recording", str(tmp_path / "a" / "activations")]
     rc, err = cli(capsys, *base, "--layers", "1")
     assert rc == 2 and "--layers 1 differs from the recording's ([0])" in err
@@ -315,10 +318,10 @@ def test_a_byte_order_mark_in_the_header_is_ignored(prompt_file):
 
 def test_empty_prompts_and_non_positive_token_counts(tiny_qwen, capsys):
     with pytest.raises(ValueError, match="empty"):
-        steer.generate_text(tiny_qwen, ["the film", "  "])
+        generate_text(tiny_qwen, ["the film", "  "])
     for n in (0, -5):
         with pytest.raises(ValueError, match="max_new_tokens"):
-            steer.generate_text(tiny_qwen, "the film", max_new_tokens=n)
+            generate_text(tiny_qwen, "the film", max_new_tokens=n)
     rc, err = cli(capsys, "generate", "hi", "--max-new-tokens", "0")
     assert rc == 2 and "must be at least 1" in err
 
@@ -339,7 +342,7 @@ def test_prompts_longer_than_the_context_fail_before_any_forward(tiny_qwen):
     with pytest.raises(ValueError, match="do not fit the model's context of 128 tokens"):
         record(tiny_qwen, w, progress=False)
     with pytest.raises(ValueError, match="do not fit"):
-        steer.generate_text(tiny_qwen, "the film", max_new_tokens=10**9)
+        generate_text(tiny_qwen, "the film", max_new_tokens=10**9)
     assert time.time() - t < 5
 
 
@@ -418,14 +421,14 @@ def test_a_failed_rerun_into_an_existing_result_leaves_the_old_result_whole(tiny
 
 
 def test_a_corrupted_cached_recording_is_rebuilt(tiny_qwen, worlds, capsys):
-    from steer.cache import cached_recording
+    from steer.select import RecordSpec, recording
 
-    a = cached_recording(tiny_qwen, worlds, "resid", "last", [0, 1], progress=False)
+    a = recording(RecordSpec(tiny_qwen, worlds, "resid", "last", [0, 1]), progress=False)
     shard = a.path / "shard-00000.safetensors"
     data = bytearray(shard.read_bytes())
     data[-8:] = bytes(8)
     shard.write_bytes(bytes(data))
-    again = cached_recording(tiny_qwen, worlds, "resid", "last", [0, 1], progress=False)
+    again = recording(RecordSpec(tiny_qwen, worlds, "resid", "last", [0, 1]), progress=False)
     assert "unusable" in capsys.readouterr().err
     torch.testing.assert_close(again.X, record(tiny_qwen, worlds, site="resid", layers=[0, 1], progress=False).X)
 
@@ -475,7 +478,7 @@ def test_a_truncated_cached_model_is_rebuilt(bundled, monkeypatch, tmp_path, cap
 
 
 def test_an_unwritable_cache_directory_falls_back(monkeypatch, tmp_path, capsys):
-    from steer import cache
+    import steer.cache as cache
 
     (tmp_path / "file").write_text("x")
     monkeypatch.setenv("STEER_CACHE", str(tmp_path / "file" / "cache"))
@@ -522,7 +525,7 @@ def test_format_strings_cannot_reach_python_objects():
 
 
 def test_candidate_propositions_skip_fields_missing_in_some_worlds():
-    from steer import candidate_propositions
+    from steer.explain import candidate_propositions
 
     w = Worlds.from_records([{"text": "a", "label": "x", "note": "n1"}, {"text": "b", "label": "y", "note": None},
                              {"text": "c", "label": "x", "note": "n2"}])

@@ -23,10 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from steer import DEFAULT_PROMPT_SET, SteerConfig, Steerer, Worlds, cached_recording, score_units
+from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, SteerConfig, Steerer, Worlds, recording
 from steer.eval import vader_compound
 from steer.export import export_steering, read_control_vector
 from steer.models import bundled_gguf
+from steer.neurons import score_units
 
 pytestmark = pytest.mark.skipif(os.environ.get("STEER_LLAMACPP") != "1", reason="opt in with STEER_LLAMACPP=1")
 
@@ -89,7 +90,7 @@ def steer_greedy(model, ids):
 def sets(bundled):
     cfg = SteerConfig()
     w = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
-    acts = cached_recording(bundled, w, cfg.site, cfg.reduce, None, progress=False)
+    acts = recording(RecordSpec(bundled, w, cfg.site, cfg.reduce, None), progress=False)
     return {
         label: score_units(acts, w.proposition(label=label), cfg.score).restrict(range(1, bundled.n_layers)).top(cfg.k)
         for label in ("positive", "negative")
@@ -99,7 +100,7 @@ def sets(bundled):
 @pytest.mark.parametrize("label", ["positive", "negative"])
 def test_llama_cpp_moves_like_steer(bundled, sets, tmp_path, label):
     ns, coeff = sets[label], SteerConfig().coeff
-    path = export_steering(bundled, ns, "control-vector", tmp_path / f"{label}.gguf", coeff=coeff)
+    path = export_steering(bundled, ns, "control-vector", tmp_path / f"{label}.gguf", Intervention(coeff=coeff))
     plain, steered = llama(), llama(path)
     corrs, texts = [], {k: [] for k in ("llama.cpp unsteered", "llama.cpp steered", "steer unsteered", "steer steered")}
     for prompt in PROMPTS:
@@ -107,14 +108,14 @@ def test_llama_cpp_moves_like_steer(bundled, sets, tmp_path, label):
         t = torch.tensor([ids])
         with torch.no_grad():
             base = torch.log_softmax(bundled.bridge(t)[0, -1].double(), -1)
-            with Steerer(bundled, ns, coeff=coeff):
+            with Steerer(bundled, ns, Intervention(coeff=coeff)):
                 ours = torch.log_softmax(bundled.bridge(t)[0, -1].double(), -1) - base
         theirs = llama_logprobs(steered, ids) - llama_logprobs(plain, ids)
         corrs.append(float(torch.corrcoef(torch.stack([ours, theirs]))[0, 1]))
         texts["llama.cpp unsteered"].append(bundled.tokenizer.decode(llama_greedy(plain, ids)))
         texts["llama.cpp steered"].append(bundled.tokenizer.decode(llama_greedy(steered, ids)))
         texts["steer unsteered"].append(steer_greedy(bundled, ids))
-        with Steerer(bundled, ns, coeff=coeff):
+        with Steerer(bundled, ns, Intervention(coeff=coeff)):
             texts["steer steered"].append(steer_greedy(bundled, ids))
     score = {k: float(np.mean(vader_compound(v))) for k, v in texts.items()}
     print(f"\n[{label}] log-prob shift correlation per prompt: {np.round(corrs, 4).tolist()}")

@@ -8,8 +8,9 @@ import math
 import pytest
 import torch
 
-from steer import batch_strength, doxastic_loss, doxastic_strength, elementary_loss, reasons_difference
-from steer.strength import elementary_reason
+from steer import doxastic_loss, elementary_loss, reasons_difference
+from steer.losses import batch_strength
+from steer.strength import doxastic_strength, elementary_reason
 
 LABELS = torch.tensor([0, 0, 1, 1, 1, 2, 2, 0, 1, 2, 0, 1])
 

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from steer import PROMPTS_DIR, Worlds
+from steer import Worlds
+from steer.resources import PROMPTS_DIR
 
 BENCH = PROMPTS_DIR / "steering_bench"
 
@@ -68,7 +69,8 @@ def _counting(f):
 
 @pytest.mark.parametrize("target", [1.25, 1.5, 3.0])
 def test_search_knob_finds_the_setting_of_a_monotone_ratio(target):
-    from steer.eval import Knob, search_knob
+    from steer.eval.knob_search import search_knob
+    from steer.eval.methods import Knob
 
     f, calls = _counting(lambda x: 1 + 0.08 * x**1.7)
     memo: dict[float, float] = {}
@@ -78,7 +80,8 @@ def test_search_knob_finds_the_setting_of_a_monotone_ratio(target):
 
 
 def test_search_knob_reuses_the_settings_of_an_earlier_budget():
-    from steer.eval import Knob, search_knob
+    from steer.eval.knob_search import search_knob
+    from steer.eval.methods import Knob
 
     f, calls = _counting(lambda x: math.exp(0.1 * x))
     memo: dict[float, float] = {}
@@ -90,7 +93,8 @@ def test_search_knob_reuses_the_settings_of_an_earlier_budget():
 
 
 def test_search_knob_integer_knob_and_unreachable_budget():
-    from steer.eval import Knob, search_knob
+    from steer.eval.knob_search import search_knob
+    from steer.eval.methods import Knob
 
     memo: dict[float, float] = {}
     x = search_knob(lambda k: 1 + k / 100, Knob(50, 1, 2000, integer=True), 1.5, memo, tol=0.0)
@@ -119,7 +123,7 @@ def test_verdicts_compare_intervals():
 
 
 def test_pca_directions_recover_the_contrast_axis_and_its_sign():
-    from steer.eval import pca_directions
+    from steer.eval.methods import pca_directions
 
     g = torch.Generator().manual_seed(0)
     pairs, layers, d = 64, 3, 16
@@ -140,7 +144,7 @@ def test_pca_directions_recover_the_contrast_axis_and_its_sign():
 
 
 def test_contrast_pairs_share_their_suffix_and_differ_in_persona():
-    from steer.eval import contrast_pairs
+    from steer.eval.methods import contrast_pairs
 
     pairs = contrast_pairs(["The soup was rich.", "A long queue at noon."], n=5, seed=1)
     assert len(pairs) == 5 and pairs == contrast_pairs(["The soup was rich.", "A long queue at noon."], 5, 1)
@@ -199,7 +203,8 @@ def test_combined_steering_stacks_its_parts_and_removes_them(tiny_qwen):
 
 
 def test_per_target_runs_each_targets_own_method_and_knob(tiny_qwen):
-    from steer.eval import Knob, Method, PerTarget, PromptPrefix
+    from steer.eval import Method, PerTarget, PromptPrefix
+    from steer.eval.methods import Knob
 
     class Marked(Method):
         def prompts(self, prompts, target, coeff):
@@ -216,7 +221,6 @@ def test_per_target_runs_each_targets_own_method_and_knob(tiny_qwen):
 
 
 def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
-    from steer import score_units
     from steer.eval import (
         Bench,
         BenchPrompts,
@@ -227,9 +231,10 @@ def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
         VaderScorer,
         matched_eval,
         matched_table,
-        plot_matched,
-        verdicts,
     )
+    from steer.eval.matched import verdicts
+    from steer.eval.plots import plot_matched
+    from steer.neurons import score_units
     from tests.conftest import labelled_corpus
 
     worlds = Worlds.from_records(labelled_corpus(4))

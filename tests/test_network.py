@@ -11,16 +11,16 @@ from steer import (
     Activations,
     ArtifactMismatchError,
     Intervention,
-    NeuronSet,
     Network,
+    NeuronSet,
     PromptSetError,
     TensorWorlds,
     bootstrap_neurons,
-    candidate_propositions,
-    doxastic_strength,
     explain_unit,
     find_units,
 )
+from steer.explain import candidate_propositions
+from steer.strength import doxastic_strength
 
 
 class Tiny(nn.Module):
@@ -114,7 +114,7 @@ def test_intervention_rewrites_the_units_exactly_and_always_unhooks(net_and_worl
     acts = net.record(worlds, "act1")
     ns = acts.strength(worlds.proposition("label=1")).top(3)
     before = net.predict(x)
-    with net.intervene(ns, "paper", coeff=5.0, direction="away"):
+    with net.intervene(ns, Intervention("paper", 5.0, "away")):
         steered = net.predict(x)
     # by hand: units for label=1 -> m - 5a, units against -> m, then fc2
     h = _manual(net.module, x)["act1"].clone()
@@ -127,7 +127,7 @@ def test_intervention_rewrites_the_units_exactly_and_always_unhooks(net_and_worl
     torch.testing.assert_close(net.predict(x), before)  # hook gone
     with net.intervene(ns, Intervention("additive", 0.0)):
         torch.testing.assert_close(net.predict(x), before)  # coeff 0 is the identity
-    with pytest.raises(RuntimeError, match="boom"), net.intervene(ns, "paper"):
+    with pytest.raises(RuntimeError, match="boom"), net.intervene(ns, Intervention("paper")):
         raise RuntimeError("boom")
     assert not any(m._forward_hooks for m in net.module.modules())
 
@@ -136,7 +136,7 @@ def test_gradients_flow_through_an_intervention(net_and_worlds):
     net, worlds = net_and_worlds
     ns = net.record(worlds, "act1").strength(worlds.proposition("label=1")).top(2)
     x = worlds.inputs[:4].clone().requires_grad_(True)
-    with net.intervene(ns, "additive", coeff=2.0):
+    with net.intervene(ns, Intervention("additive", 2.0)):
         net(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
 
@@ -149,7 +149,7 @@ def test_identity_is_the_weights(net_and_worlds, tmp_path):
         net.module.fc2.bias += 0.1  # one more training step, as far as the identity is concerned
     with pytest.raises(ArtifactMismatchError, match="sha256"):
         NeuronSet.load(path, model=net)
-    with pytest.raises(ArtifactMismatchError), net.intervene(ns, "paper"):
+    with pytest.raises(ArtifactMismatchError), net.intervene(ns, Intervention("paper")):
         pass
     assert Network(Tiny()).identity["model_id"] == "torch:Tiny"
 
@@ -164,7 +164,7 @@ def test_bad_sites_and_interventions_are_refused(net_and_worlds):
         net.record(worlds, [])
     acts = net.record(worlds, "fc1:relu")
     ns = acts.strength(worlds.proposition("label=1")).top(2)
-    with pytest.raises(ValueError, match=r"nn\.ReLU"), net.intervene(ns, "paper"):
+    with pytest.raises(ValueError, match=r"nn\.ReLU"), net.intervene(ns, Intervention("paper")):
         pass
     ns_act = net.record(worlds, "act1").strength(worlds.proposition("label=1")).top(2)
     with pytest.raises(ValueError, match="positions"), net.intervene(ns_act, Intervention("paper", apply_to="prompt")):

@@ -14,18 +14,16 @@ import torch
 from steer.eval import (
     FairnessExperiment,
     MnistExperiment,
-    fairness_gaps,
-    load_adult,
     load_mnist,
     mnist_split,
-    pca,
     run_fairness,
     run_mnist,
-    silhouette_score,
     write_fairness_report,
     write_mnist_report,
 )
+from steer.eval.datasets import load_adult
 from steer.eval.fairness import reweighing_weights
+from steer.eval.metrics import fairness_gaps, pca, silhouette_score
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 needs_data = pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason="../shared/data is not beside the checkout")

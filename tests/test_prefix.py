@@ -9,7 +9,8 @@ import torch
 
 from steer.positions import shared_prefix_length, text_token_spans
 from steer.record import record
-from steer.worlds import Template, Worlds
+from steer.templates import Template
+from steer.worlds import Worlds
 
 from .test_record import hf_reference
 

@@ -8,8 +8,9 @@ import torch
 
 ray = pytest.importorskip("ray")
 
+from steer.activations import Activations  # noqa: E402
 from steer.distributed import KILL_ENV, record_ray  # noqa: E402
-from steer.record import Activations, record  # noqa: E402
+from steer.record import record  # noqa: E402
 from steer.stream import WorldStream  # noqa: E402
 from steer.worlds import Worlds  # noqa: E402
 
@@ -85,7 +86,7 @@ def test_steer_record_engine_ray(local_ray, bundled, tmp_path, capsys, one_threa
     """The CLI: steer record --engine ray writes the same recording as the local engine."""
     from steer.cli import main
 
-    common = ["record", "--model", "bundled", "--n", "40", "--seed", "0", "--layers", "0,-1", "--shard-size", "16",
+    common = ["record", "--model", "bundled", "--n-worlds", "40", "--worlds-seed", "0", "--layers", "0,-1", "--shard-size", "16",
               "--quiet"]
     assert main([*common, "--engine", "ray", "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
     out = capsys.readouterr().out

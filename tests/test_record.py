@@ -3,8 +3,10 @@
 import pytest
 import torch
 
+from steer.activations import Activations
 from steer.artifacts import ArtifactMismatchError
-from steer.record import Activations, parse_layers, record, resolve_layers
+from steer.record import record
+from steer.sites import parse_layers, resolve_layers
 from steer.worlds import Worlds
 
 

@@ -16,8 +16,9 @@ import time
 import pytest
 import torch
 
+from steer.activations import Activations
 from steer.cli import main
-from steer.record import Activations, record
+from steer.record import record
 from steer.worlds import Worlds
 from tests.conftest import labelled_corpus
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from steer.generation import generate_text
 from steer.interventions import (
     RULES,
     Affine,
@@ -19,7 +20,7 @@ from steer.interventions import (
 )
 from steer.neurons import NeuronSet, Unit
 from steer.record import record
-from steer.steering import Steerer, generate_text
+from steer.steerer import Steerer
 from steer.worlds import Worlds
 from tests.conftest import labelled_corpus
 
@@ -124,7 +125,7 @@ def test_a_registered_rule_is_usable_by_name(tiny_qwen, neurons):
         assert "test-double" in RULES and Intervention("test-double").value == 2.0
         with pytest.raises(ValueError, match="already registered"):
             register_rule(Double())
-        out = Steerer(tiny_qwen, neurons, rule="test-double", coeff=50.0).generate(PROMPTS, max_new_tokens=8,
+        out = Steerer(tiny_qwen, neurons, Intervention("test-double", 50.0)).generate(PROMPTS, max_new_tokens=8,
                                                                                    do_sample=False)
         assert out != greedy(tiny_qwen, PROMPTS)
     finally:
@@ -177,14 +178,14 @@ def test_positions():
 
 def test_steering_changes_greedy_output(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
-    with Steerer(tiny_qwen, neurons, rule="additive", coeff=200.0):
+    with Steerer(tiny_qwen, neurons, Intervention("additive", 200.0)):
         steered = greedy(tiny_qwen, PROMPTS)
     assert steered != plain
 
 
 @pytest.mark.parametrize("rule, coeff", [("additive", 50.0), ("clamp", 30.0), ("paper", 5.0)])
 def test_kv_cache_does_not_change_steered_output(tiny_qwen, neurons, rule, coeff):
-    s = Steerer(tiny_qwen, neurons, rule=rule, coeff=coeff)
+    s = Steerer(tiny_qwen, neurons, Intervention(rule, coeff))
     cached = s.generate(PROMPTS, max_new_tokens=8, do_sample=False, use_past_kv_cache=True)
     uncached = s.generate(PROMPTS, max_new_tokens=8, do_sample=False, use_past_kv_cache=False)
     assert cached == uncached
@@ -192,14 +193,14 @@ def test_kv_cache_does_not_change_steered_output(tiny_qwen, neurons, rule, coeff
 
 @pytest.mark.parametrize("positions", ["generated", "prompt", "last-prompt"])
 def test_kv_cache_invariance_holds_for_every_position_choice(tiny_qwen, neurons, positions):
-    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=80.0, apply_to=positions)
+    s = Steerer(tiny_qwen, neurons, Intervention("additive", 80.0, apply_to=positions))
     assert (s.generate(PROMPTS[:1], max_new_tokens=6, do_sample=False, use_past_kv_cache=True)
             == s.generate(PROMPTS[:1], max_new_tokens=6, do_sample=False, use_past_kv_cache=False))
 
 
 def test_hook_fires_once_per_step_at_the_new_position(tiny_qwen, neurons):
     calls = []
-    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=5.0, on_call=lambda key, start, n: calls.append((key, start, n)))
+    s = Steerer(tiny_qwen, neurons, Intervention("additive", 5.0), on_call=lambda key, start, n: calls.append((key, start, n)))
     ids = tiny_qwen.tokenizer(PROMPTS[0]).input_ids
     s.generate(PROMPTS[0], max_new_tokens=5, do_sample=False)
     layer_key = calls[0][0]
@@ -210,14 +211,14 @@ def test_hook_fires_once_per_step_at_the_new_position(tiny_qwen, neurons):
 
 
 def test_batched_equals_single_prompt_runs(tiny_qwen, neurons):
-    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=50.0)
+    s = Steerer(tiny_qwen, neurons, Intervention("additive", 50.0))
     batched = s.generate(PROMPTS, max_new_tokens=8, do_sample=False)
     assert batched == [s.generate(p, max_new_tokens=8, do_sample=False) for p in PROMPTS]
 
 
 def test_coeff_zero_and_empty_set_give_unsteered_output(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
-    assert Steerer(tiny_qwen, neurons, rule="paper", coeff=0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
+    assert Steerer(tiny_qwen, neurons, Intervention("paper", 0)).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
     assert Steerer(tiny_qwen, None).generate(PROMPTS, max_new_tokens=8, do_sample=False) == plain
     from steer import ArtifactMismatchError
 
@@ -227,24 +228,24 @@ def test_coeff_zero_and_empty_set_give_unsteered_output(tiny_qwen, neurons):
 
 def test_no_state_leaks_between_calls(tiny_qwen, neurons):
     plain = greedy(tiny_qwen, PROMPTS)
-    a = Steerer(tiny_qwen, neurons, rule="additive", coeff=100.0).generate(PROMPTS, max_new_tokens=8, do_sample=False)
-    b = Steerer(tiny_qwen, neurons, rule="clamp", coeff=20.0, direction="away").generate(PROMPTS, max_new_tokens=8, do_sample=False)
+    a = Steerer(tiny_qwen, neurons, Intervention("additive", 100.0)).generate(PROMPTS, max_new_tokens=8, do_sample=False)
+    b = Steerer(tiny_qwen, neurons, Intervention("clamp", 20.0, direction="away")).generate(PROMPTS, max_new_tokens=8, do_sample=False)
     assert greedy(tiny_qwen, PROMPTS) == plain
-    assert Steerer(tiny_qwen, neurons, rule="additive", coeff=100.0).generate(PROMPTS, max_new_tokens=8, do_sample=False) == a
+    assert Steerer(tiny_qwen, neurons, Intervention("additive", 100.0)).generate(PROMPTS, max_new_tokens=8, do_sample=False) == a
     assert b != a
     assert all_hooks_removed(tiny_qwen)
 
 
 def test_hooks_are_removed_after_an_exception(tiny_qwen, neurons):
     with pytest.raises(RuntimeError, match="inside"):
-        with Steerer(tiny_qwen, neurons, rule="additive", coeff=10.0):
+        with Steerer(tiny_qwen, neurons, Intervention("additive", 10.0)):
             assert not all_hooks_removed(tiny_qwen)
             raise RuntimeError("inside")
     assert all_hooks_removed(tiny_qwen)
 
 
 def test_seeds_make_sampling_reproducible(tiny_qwen, neurons):
-    s = Steerer(tiny_qwen, neurons, rule="additive", coeff=20.0)
+    s = Steerer(tiny_qwen, neurons, Intervention("additive", 20.0))
     a = s.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=3)
     assert a == s.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=3)
     others = [s.generate(PROMPTS, max_new_tokens=8, do_sample=True, seed=sd) for sd in (4, 5, 6)]
@@ -253,9 +254,9 @@ def test_seeds_make_sampling_reproducible(tiny_qwen, neurons):
 
 def test_bad_arguments(tiny_qwen, neurons, tiny_model):
     with pytest.raises(ValueError, match="unknown rule"):
-        Steerer(tiny_qwen, neurons, rule="flip")
+        Steerer(tiny_qwen, neurons, Intervention("flip"))
     with pytest.raises(ValueError, match="unknown apply_to"):
-        Steerer(tiny_qwen, neurons, apply_to="middle")
+        Steerer(tiny_qwen, neurons, Intervention(apply_to="middle"))
     if tiny_model.identity != tiny_qwen.identity:
         from steer.artifacts import ArtifactMismatchError
 

@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 import steer
-from steer import DEFAULT_PROMPT_SET, PROMPTS_DIR, SteerConfig, Steerer, Worlds, cached_recording, score_units
+from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, SteerConfig, Steerer, Worlds, recording
 from steer.eval import vader_compound
+from steer.neurons import score_units
+from steer.resources import PROMPTS_DIR
 
 SEEDS = (0, 1, 2)
 NEW = 20
@@ -42,11 +44,11 @@ def test_default_steering_moves_sentiment_beyond_a_random_control(bundled, test_
 
     cfg = SteerConfig()
     worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
-    acts = cached_recording(bundled, worlds, cfg.site, cfg.reduce, cfg.layers, progress=False)
+    acts = recording(RecordSpec(bundled, worlds, cfg.site, cfg.reduce, cfg.layers), progress=False)
     ctrl = {}
     for i, label in enumerate(("positive", "negative")):
         rand = score_units(acts, worlds.proposition(label=label), cfg.score).random(cfg.k, seed=100 + i)
-        s = Steerer(bundled, rand, rule=cfg.rule, coeff=cfg.coeff)
+        s = Steerer(bundled, rand, Intervention(cfg.rule, cfg.coeff))
         ctrl[label] = mean_compound(lambda p, seed: s.generate(p, seed=seed, max_new_tokens=NEW), test_prompts)
 
     sep, ctrl_sep = (pos - neg) / 2, (ctrl["positive"] - ctrl["negative"]) / 2

@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from steer.readers import PromptSetError
 from steer.record import record
-from steer.strength import normal_scores, strength_from_shards
 from steer.stream import WorldStream
-from steer.worlds import PromptSetError, Worlds
+from steer.strength import normal_scores, strength_from_shards
+from steer.worlds import Worlds
 
 from .conftest import labelled_corpus
 

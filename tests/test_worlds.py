@@ -7,9 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steer.strength import TrivialPropositionError
+from steer.readers import PromptSetError
 from steer.resources import DEFAULT_PROMPT_SET
-from steer.worlds import PromptSetError, Worlds, available_templates, load_template
+from steer.strength import TrivialPropositionError
+from steer.templates import available_templates, load_template
+from steer.worlds import Worlds
 
 SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2" / "validation.tsv"
 

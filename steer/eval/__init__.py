@@ -1,57 +1,27 @@
 """steer.eval: the evaluation harness. It builds on the library (``steer``); the library never imports it.
 
-- :mod:`steer.eval.faithfulness`: the paper's flip protocol (do the units flip a classification?);
-- :mod:`steer.eval.quality`, :mod:`steer.eval.methods`: steering quality in generation against baselines;
-  :mod:`steer.eval.matched`: the benchmark that compares them at matched fluency;
+``steer.eval.__all__`` holds what a user of the harness calls; everything else stays importable from its module.
+
+- the two modes of ``steer eval``: :mod:`steer.eval.flip_mode` (the paper's flip protocol with controls, on
+  :mod:`steer.eval.faithfulness`: do the units flip a classification?) and :mod:`steer.eval.steering_mode`
+  (steering quality in generation against baselines, on :mod:`steer.eval.quality` and :mod:`steer.eval.methods`);
+  their tables and reports: :mod:`steer.eval.report`; :mod:`steer.eval.plots`;
+- :mod:`steer.eval.matched`: the benchmark that compares steering methods at matched fluency, with its knob search
+  :mod:`steer.eval.knob_search`;
 - :mod:`steer.eval.scorers`, :mod:`steer.eval.metrics`: sentiment scorers independent of the model, perplexity,
   distinct-n, Wilson intervals, KL;
-- :mod:`steer.eval.harness`: configs, running both modes with their controls, reports; :mod:`steer.eval.plots`;
-- the paper's non-LLM experiments: :mod:`steer.eval.mnist` (LeNet-5: sanity, faithfulness, correctness,
-  robustness under reasons-based losses), :mod:`steer.eval.fairness` (income classifier with the RD loss) and
-  their data, :mod:`steer.eval.datasets`.
+- the paper's non-LLM experiments: :mod:`steer.eval.mnist` (LeNet-5, :mod:`steer.eval.lenet`: sanity,
+  faithfulness, correctness, robustness under reasons-based losses), :mod:`steer.eval.fairness` (income classifier
+  with the RD loss) and their data, :mod:`steer.eval.datasets`.
 """
 
-from steer.eval.datasets import Adult, MnistSplit, load_adult, load_mnist, mnist_split
-from steer.eval.fairness import (
-    PAPER_FAIRNESS,
-    FairConfig,
-    FairnessExperiment,
-    IncomeMLP,
-    fairness_table,
-    run_fairness,
-    write_fairness_report,
-)
-from steer.eval.faithfulness import FLIPS, Condition, answer_logprobs, answer_token_ids, flip_eval
-from steer.eval.harness import (
-    FlipConfig,
-    FlipItems,
-    FlipWorlds,
-    SteeringEvalConfig,
-    UnitChoice,
-    evaluate_flips,
-    evaluate_steering,
-    flip_table,
-    load_result,
-    pooled_random,
-    steering_table,
-    write_report,
-)
-from steer.eval.matched import (
-    Bench,
-    BenchPrompts,
-    MatchedConfig,
-    matched_eval,
-    matched_table,
-    pooled_rate,
-    row_success,
-    rows_at,
-    search_knob,
-    unsteered_line,
-    verdicts,
-)
+from steer.eval.datasets import load_mnist, mnist_split
+from steer.eval.fairness import FairnessExperiment, run_fairness, write_fairness_report
+from steer.eval.flip_mode import FlipConfig, FlipItems, FlipWorlds, UnitChoice, evaluate_flips
+from steer.eval.lenet import LENET_SITES, TrainConfig, accuracy, digit_worlds, fgsm_accuracy, record_lenet, train_lenet
+from steer.eval.matched import Bench, BenchPrompts, MatchedConfig, matched_eval, matched_table
 from steer.eval.methods import (
     CombinedSteering,
-    Knob,
     Method,
     NeuronSteering,
     PerTarget,
@@ -59,154 +29,67 @@ from steer.eval.methods import (
     PromptPrefix,
     ResidualVector,
     SelfConditioning,
-    contrast_pairs,
-    pca_directions,
-    residual_vectors,
-    self_conditioning_experts,
 )
-from steer.eval.metrics import (
-    distinct_n,
-    fairness_gaps,
-    format_rate,
-    kl_divergence,
-    pca,
-    perplexity,
-    rate,
-    silhouette_score,
-    vader_compound,
-    wilson_interval,
-)
-from steer.eval.mnist import (
-    LENET_SITES,
-    PAPER_MNIST,
-    LeNet5,
-    MnistExperiment,
-    TrainConfig,
-    accuracy,
-    correctness,
-    digit_flips,
-    digit_worlds,
-    fgsm,
-    fgsm_accuracy,
-    record_lenet,
-    run_mnist,
-    sanity,
-    train_lenet,
-    write_mnist_report,
-)
-from steer.eval.plots import (
-    plot_digit_flips,
-    plot_fairness,
-    plot_flips,
-    plot_k_curve,
-    plot_matched,
-    plot_max_strength,
-    plot_pca_layers,
-    plot_robustness,
-    plot_score_distributions,
-    plot_tradeoff,
-)
-from steer.eval.quality import TARGETS, best_at_fluency, quality_eval, summary_rows
-from steer.eval.scorers import EncoderClassifier, PipelineScorer, Scorer, ScorerError, VaderScorer, get_scorer
+from steer.eval.metrics import perplexity, vader_compound, wilson_interval
+from steer.eval.mnist import MnistExperiment, correctness, digit_flips, run_mnist, sanity, write_mnist_report
+from steer.eval.plots import plot_digit_flips, plot_k_curve, plot_max_strength, plot_pca_layers, plot_tradeoff
+from steer.eval.quality import summary_rows
+from steer.eval.report import flip_table, load_result, steering_table
+from steer.eval.scorers import Scorer, VaderScorer, get_scorer
+from steer.eval.steering_mode import SteeringEvalConfig, evaluate_steering
 
 __all__ = [
-    "FLIPS",
     "LENET_SITES",
-    "PAPER_FAIRNESS",
-    "PAPER_MNIST",
-    "TARGETS",
-    "Adult",
     "Bench",
     "BenchPrompts",
     "CombinedSteering",
-    "Condition",
-    "EncoderClassifier",
-    "FairConfig",
     "FairnessExperiment",
     "FlipConfig",
     "FlipItems",
     "FlipWorlds",
-    "IncomeMLP",
-    "Knob",
-    "LeNet5",
     "MatchedConfig",
     "Method",
     "MnistExperiment",
-    "MnistSplit",
     "NeuronSteering",
     "PerTarget",
-    "PipelineScorer",
     "PromptPrefix",
     "Prompting",
     "ResidualVector",
     "Scorer",
-    "ScorerError",
     "SelfConditioning",
     "SteeringEvalConfig",
     "TrainConfig",
     "UnitChoice",
     "VaderScorer",
     "accuracy",
-    "answer_logprobs",
-    "answer_token_ids",
-    "best_at_fluency",
-    "contrast_pairs",
     "correctness",
     "digit_flips",
     "digit_worlds",
-    "distinct_n",
     "evaluate_flips",
     "evaluate_steering",
-    "fairness_gaps",
-    "fairness_table",
-    "fgsm",
     "fgsm_accuracy",
-    "flip_eval",
     "flip_table",
-    "format_rate",
     "get_scorer",
-    "kl_divergence",
-    "load_adult",
     "load_mnist",
     "load_result",
     "matched_eval",
     "matched_table",
     "mnist_split",
-    "pca",
-    "pca_directions",
     "perplexity",
     "plot_digit_flips",
-    "plot_fairness",
-    "plot_flips",
     "plot_k_curve",
-    "plot_matched",
     "plot_max_strength",
     "plot_pca_layers",
-    "plot_robustness",
-    "plot_score_distributions",
     "plot_tradeoff",
-    "pooled_random",
-    "pooled_rate",
-    "quality_eval",
-    "rate",
     "record_lenet",
-    "residual_vectors",
-    "row_success",
-    "rows_at",
     "run_fairness",
     "run_mnist",
     "sanity",
-    "search_knob",
-    "self_conditioning_experts",
-    "silhouette_score",
     "steering_table",
     "summary_rows",
     "train_lenet",
-    "unsteered_line",
     "vader_compound",
-    "verdicts",
     "wilson_interval",
     "write_fairness_report",
     "write_mnist_report",
-    "write_report",
 ]

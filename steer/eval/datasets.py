@@ -54,7 +54,7 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 
 
 def load_mnist(directory: str | os.PathLike[str]) -> tuple[Float[Tensor, "n 1 28 28"], Int[Tensor, " n"]]:
-    """MNIST test digits from IDX files: images as float32 in [0, 1] [n, 1, 28, 28] and labels [n]."""
+    """MNIST test digits from IDX files: images as float32 in [0, 1], shape [n, 1, 28, 28], and labels [n]."""
     d = Path(directory)
     missing = [f for f in MNIST_FILES if not (d / f).is_file()]
     if missing:

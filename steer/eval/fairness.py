@@ -115,7 +115,7 @@ def evaluate(model: nn.Module, data: Adult) -> dict[str, float]:
 
 # ------------------------------------------------------------------------------------------- the experiment
 
-PAPER_FAIRNESS = "the RD loss improves fairness on income prediction (method.md §6; no numbers to compare with)"
+PAPER_FAIRNESS = "the RD loss improves fairness on income prediction (docs/method.md §6; no numbers to compare with)"
 
 # name -> (training, rd_weight, rd_on)
 VARIANTS: dict[str, tuple[str, float, str]] = {
@@ -145,8 +145,8 @@ class FairnessExperiment:
 
 def run_fairness(cfg: FairnessExperiment) -> dict[str, Any]:
     """Train and evaluate every (variant, seed); returns a JSON-ready result."""
-    from steer import __version__
     from steer.eval.datasets import load_adult
+    from steer.version import __version__
 
     t0 = time.perf_counter()
     data = load_adult(cfg.adult, seed=cfg.split_seed)

@@ -1,4 +1,4 @@
-"""Classification faithfulness: do the units flip the model's answer? (The paper's protocol, method.md section 4.)
+"""Classification faithfulness: do the units flip the model's answer? (The paper's protocol, docs/method.md section 4.)
 
 An evaluation set of labelled sentences is put in an answer-letter template (the paper's three-shot
 ``a) positive / b) negative`` prompt); the model's prediction is whichever answer token (" a" or " b") has the
@@ -29,7 +29,7 @@ import torch
 from steer.eval.metrics import kl_divergence, rate
 from steer.interventions import Intervention
 from steer.neurons import NeuronSet
-from steer.steering import Steerer
+from steer.steerer import Steerer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -57,8 +57,7 @@ class Condition:
             raise ValueError(f"unknown flip {self.flip!r}; use pos2neg or neg2pos")
 
     def steerer(self, model: Model) -> Steerer:
-        iv = self.intervention
-        return Steerer(model, self.neurons, rule=iv.rule, coeff=iv.coeff, direction=iv.direction, apply_to=iv.apply_to)
+        return Steerer(model, self.neurons, self.intervention)
 
 
 def answer_token_ids(tokenizer: PreTrainedTokenizerBase, answers: dict[str, str]) -> dict[str, int]:
@@ -130,8 +129,7 @@ def answer_logprobs(
         lp_clean = last([])
         clean[rows] = lp_clean[:, cols]
         for name, st in steerers.items():
-            st.tracker.reset()
-            lp = last(st.fwd_hooks())
+            lp = last(st.hooks())
             steered[name][rows] = lp[:, cols]
             kl[name][rows] = kl_divergence(lp_clean, lp)
     return clean, steered, kl

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from steer.interventions import Affine, Direction, LayerEdit
+from steer.interventions import Affine, Intervention, LayerEdit
 from steer.neurons import NeuronSet
-from steer.steering import Steerer
+from steer.steerer import Steerer
 
 if TYPE_CHECKING:
     from steer.models import Model
@@ -85,18 +85,14 @@ class Method:
 
 @dataclass
 class NeuronSteering(Method):
-    """``sets[target]`` (a neuron set for the proposition of that target) rewritten by ``rule`` toward it (or
-    away from it: ``direction="away"``)."""
+    """``sets[target]`` (a neuron set for the proposition of that target) rewritten by ``intervention`` (its rule,
+    direction and positions; the knob sets its coefficient)."""
 
     sets: dict[str, NeuronSet] = field(default_factory=dict)
-    rule: str = "additive"
-    direction: Direction = "toward"
-    apply_to: str = "all"
+    intervention: Intervention = field(default_factory=Intervention)
 
     def context(self, model: Model, target: str, coeff: float) -> Steerer:
-        return Steerer(
-            model, self.sets[target], rule=self.rule, coeff=coeff, direction=self.direction, apply_to=self.apply_to
-        )
+        return Steerer(model, self.sets[target], self.intervention.at(coeff))
 
 
 @dataclass

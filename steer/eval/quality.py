@@ -18,7 +18,7 @@ import numpy as np
 from steer.eval.methods import Method
 from steer.eval.metrics import distinct_n, perplexity, rate
 from steer.eval.scorers import Scorer
-from steer.steering import GenerationConfig, generate_text
+from steer.generation import GenerationConfig, generate_text
 
 if TYPE_CHECKING:
     from steer.models import Model

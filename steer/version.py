@@ -1,0 +1,3 @@
+"""The library version, written into every artifact's provenance."""
+
+__version__ = "0.3.0"
