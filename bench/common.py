@@ -31,3 +31,34 @@ class PeakRSS:
         self.stop = True
         self.t.join()
         self.extra_mb = (self.peak - self.base) / 2**20
+
+
+def write_result(name, figures, out=None):
+    """Write ``docs/results/<name>/result.json`` (or ``out``): the command line, versions, machine, date and the
+    run's raw figures, written whole (temp + rename). Returns the path."""
+    import json
+    import platform
+    import sys
+    from datetime import datetime, timezone
+    from pathlib import Path
+
+    import torch
+
+    from steer.models import versions
+
+    path = Path(out) if out else Path(__file__).resolve().parents[1] / "docs" / "results" / name / "result.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run = {
+        "bench": name,
+        "command": " ".join(["python", f"bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(), "processor": platform.machine()},
+        "versions": versions(),
+        "figures": figures,
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(run, indent=1, default=str) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path

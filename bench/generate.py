@@ -18,8 +18,9 @@ import os
 import time
 
 import torch
+from common import write_result
 
-from steer import DEFAULT_PROMPT_SET, Intervention, SteerConfig, Steerer, Worlds, load_model, steering_neurons
+from steer import DEFAULT_PROMPT_SET, SteerConfig, Steerer, Worlds, load_model, steering_neurons
 
 PROMPTS = ["The hotel was", "I just finished reading the book, and", "The weather today is", "Our new neighbours are"]
 
@@ -48,8 +49,8 @@ def main():
         model = load_model(args.model, dtype=dtype)
         worlds = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
         ns = steering_neurons(model, worlds, "positive", cfg, progress=False)
-        steerer = Steerer(model, ns, Intervention(cfg.rule, cfg.coeff))
-        compiled = Steerer(model, ns, Intervention(cfg.rule, cfg.coeff), compiled=True)
+        steerer = Steerer(model, ns, cfg.intervention)
+        compiled = Steerer(model, ns, cfg.intervention, compiled=True)
         for bs in map(int, args.batches.split(",")):
             prompts = (PROMPTS * bs)[:bs]
             ids, mask = model.tokenize(prompts)
@@ -70,6 +71,11 @@ def main():
     for dtype, bs, p, s, c in rows:
         print(f"{dtype:>9} {bs:>5} {p:>15.1f} {s:>11.1f} {s / p:>6.3f} {c:>14.1f} {c / p:>6.3f}")
     print(f"model: {model.name}; ratio = steered tok/s / unsteered tok/s (targets: hooks >= 0.95, compiled >= 0.99)")
+    write_result("generate", {
+        "model": model.name, "new_tokens": args.new_tokens, "repeats": args.repeats, "rule": cfg.rule, "k": cfg.k,
+        "rows": [{"dtype": dtype, "batch": bs, "unsteered_tok_s": p, "hooks_tok_s": s, "hooks_ratio": s / p,
+                  "compiled_tok_s": c, "compiled_ratio": c / p} for dtype, bs, p, s, c in rows],
+    })
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import write_result
 
 from steer import Worlds, load_model, record
 from steer.distributed import record_ray
@@ -65,6 +66,11 @@ def main():
     print(f"{'Ray, ' + str(args.workers) + ' actors x 1 CPU':>28} {t_ray:>8.1f} {args.n / t_ray:>9.1f}")
     print(f"ray.init: {t_init:.1f} s (not in the Ray time); Ray / one process: {t_ray / t_local:.2f}; "
           f"recordings identical: {same} (max rel diff {diff:.1e}; thread counts differ, so sums may round apart)")
+    write_result("ray_engine", {
+        "n_worlds": args.n, "workers": args.workers, "shard_size": args.shard_size, "batch_size": args.batch_size,
+        "local_s": t_local, "ray_s": t_ray, "ray_init_s": t_init, "ray_over_local": t_ray / t_local,
+        "identical": same, "max_rel_diff": diff,
+    })
 
 
 if __name__ == "__main__":

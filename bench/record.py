@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 import torch
-from common import PeakRSS
+from common import PeakRSS, write_result
 
 from steer import Worlds, load_model, record
 from steer.sites import parse_layers
@@ -138,6 +138,15 @@ def main():
     print(f"model: {rows[0][2]}; full/HF = steer.record without prefix reuse / plain HF (target <= 1.05); "
           "HF/prefix = speed-up of prefix reuse over the plain HF full-prompt forward (target >= 2.5); "
           "max rel diff = prefix-reuse activations against plain HF")
+    write_result("record", {
+        "n_worlds": args.n, "template": args.template, "layers": args.layers, "batch_size": args.batch_size,
+        "repeats": args.repeats, "model": rows[0][2],
+        "rows": [{"dtype": dtype, "site": site, "layers": nl, "tokens": ntok, "hf_s": best["hf"][0],
+                  "full_s": best["full"][0], "prefix_s": best["prefix"][0], "hf_peak_mb": best["hf"][1],
+                  "prefix_peak_mb": best["prefix"][1], "full_over_hf": best["full"][0] / best["hf"][0],
+                  "hf_over_prefix": best["hf"][0] / best["prefix"][0], "max_rel_diff": err}
+                 for dtype, site, _, nl, ntok, best, err in rows],
+    })
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import PeakRSS
+from common import PeakRSS, write_result
 
 from steer import Activations, WorldStream, load_model, record
 from steer.sites import parse_layers
@@ -116,6 +116,13 @@ def main():
         print(f"{nw:>8} {units:>6} {t_rec:>9.1f} {nw / t_rec:>8.1f} {rss:>8.0f} "
               f"{disk / 1e9:>8.2f} " + " ".join(f"{t:>11.1f} {m:>6.0f}" for _, t, m in d_cols))
     print("+MB: peak resident memory above the level before the step (the loaded model), sampled every 5 ms")
+    write_result("scale", {
+        "model": model.name, "dtype": args.dtype, "site": args.site, "layers": args.layers,
+        "batch_size": args.batch_size, "shard_size": args.shard_size,
+        "rows": [{"worlds": nw, "units": units, "record_s": t_rec, "worlds_per_s": nw / t_rec, "record_peak_mb": rss,
+                  "disk_bytes": disk, "strength": {k: {"s": t, "peak_mb": m} for k, t, m in d_cols}}
+                 for n, nw, t_rec, rss, disk, d_cols, units in rows],
+    })
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 import torch
-from common import PeakRSS
+from common import PeakRSS, write_result
 
 from steer import Activations, Worlds
 from steer.stability import bootstrap
@@ -65,6 +65,12 @@ def main():
     top = torch.topk(res.freq_for, 5)
     print("most frequent top-k units for A:", ", ".join(
         f"L{i // width}.{i % width} ({f:.2f})" for i, f in zip(top.indices.tolist(), top.values.tolist())))
+    write_result("stability", {
+        "model": acts.model.get("model_id"), "site": acts.site, "worlds": n, "units": layers * width,
+        "proposition": prop.name, "normalize": args.normalize, "resamples": args.resamples, "chunk": args.chunk,
+        "strength_s": t_one, "strength_peak_mb": m1.extra_mb, "bootstrap_s": t_boot, "bootstrap_peak_mb": m2.extra_mb,
+        "bootstrap_over_strength": t_boot / t_one,
+    })
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import write_result
 
 from steer import DEFAULT_PROMPT_SET, Intervention, Steerer, Worlds, load_model, record
 from steer.eval import perplexity, vader_compound
@@ -125,6 +126,9 @@ def main():
     print(f"\nunsteered compound {base_c:+.3f}, ppl {base_ppl:.1f}")
     if best:
         print(f"best separation with ppl <= 1.5 x unsteered: {json.dumps({k: best[k] for k in ('normalize', 'k', 'layers', 'rule', 'coeff', 'steer_sep', 'steer_ppl')})}")
+    write_result("sweep_steering", {"model": model.name, "prompts": len(prompts), "seeds": len(seeds),
+                                    "max_new_tokens": args.max_new_tokens, "base_compound": base_c,
+                                    "base_ppl": base_ppl, "rows": rows})
 
 
 if __name__ == "__main__":

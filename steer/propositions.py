@@ -54,7 +54,6 @@ class Proposition:
 
 
 _PRED = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*(?P<op>!=|>=|<=|=|>|<)\s*(?P<value>.*?)\s*$")
-_WORD = re.compile(r"^\s*[A-Za-z0-9_][\w.-]*\s*$")
 _TOP = re.compile(r"^\s*(?P<field>[A-Za-z_][\w.-]*)\s*:\s*(?P<dir>top|bottom)(?P<n>\d+)\s*$")
 
 
@@ -79,7 +78,7 @@ def parse_proposition(worlds: FieldColumns, spec: str | None = None, /, **equals
         spec = f"{f}={v}"
     if not isinstance(spec, str):
         raise PromptSetError(f"a proposition is a string such as 'positive' or 'label=positive', got {spec!r}")
-    if _WORD.match(spec):  # the label shorthand: "positive" is "label=positive"
+    if spec.strip() and not any(op in spec for op in "=!<>:"):  # the label shorthand: "positive" is "label=positive"
         spec = f"label={spec.strip()}"
     if m := _TOP.match(spec):
         return top_proposition(worlds, m["field"], int(m["n"]), largest=m["dir"] == "top")

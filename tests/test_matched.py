@@ -111,12 +111,85 @@ def test_search_knob_integer_knob_and_unreachable_budget():
         Knob(3.0, 4.0, 8.0)
 
 
-def test_verdicts_compare_intervals():
-    from steer.eval.matched import verdict
+def test_splits_are_stratified_over_every_register_at_every_size():
+    from collections import Counter
 
-    assert verdict({"lo": 0.8, "hi": 0.9}, {"lo": 0.5, "hi": 0.7}) == "win"
-    assert verdict({"lo": 0.5, "hi": 0.7}, {"lo": 0.8, "hi": 0.9}) == "lose"
-    assert verdict({"lo": 0.6, "hi": 0.85}, {"lo": 0.8, "hi": 0.9}) == "tie"
+    from steer.eval import BenchPrompts
+
+    neutral = Worlds.from_file(BENCH / "neutral.jsonl")
+    register = dict(zip(neutral.prompts, neutral.column("register")))
+    registers = sorted(set(register.values()))
+    for split in ("dev", "test"):
+        total = Counter(r for p, r in register.items() if p in BenchPrompts.from_files(BENCH / "neutral.jsonl", None, split).neutral)
+        for n in range(1, sum(total.values()) + 1):
+            got = Counter(register[p] for p in BenchPrompts.from_files(BENCH / "neutral.jsonl", None, split, n).neutral)
+            assert sum(got.values()) == n
+            for r in registers:  # each register within one opening of its share
+                assert abs(got[r] - n * total[r] / sum(total.values())) < 1, (split, n, r, got)
+    for n in range(1, 61):
+        b = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", 6, n)
+        labels = Counter(lab for _, lab in b.opposite)
+        assert sum(labels.values()) == n and abs(labels["positive"] - labels["negative"]) <= 1
+    a = BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "test", 24, seed=0).neutral
+    assert a == BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "test", 24, seed=0).neutral  # fixed seed
+    assert a != BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "test", 24, seed=1).neutral
+
+
+def test_isotonic_reading_at_the_budget():
+    from steer.eval.readout import isotonic, read_at_budget, value_at
+
+    assert isotonic([1, 3, 2, 4]).tolist() == [1, 2.5, 2.5, 4]
+    assert isotonic([3, 2, 1], increasing=False).tolist() == [3, 2, 1]
+    knobs = [1.0, 2.0, 4.0, 8.0]
+    r = read_at_budget(knobs, [1.1, 1.3, 1.7, 2.5], {"s": [0.2, 0.4, 0.6, 0.9]}, 1.5)
+    assert r["reached"] and r["knob"] == pytest.approx(3.0) and r["success"]["s"] == pytest.approx(0.5)
+    # a noisy (non-monotone) ratio curve is read on its isotonic fit
+    r = read_at_budget(knobs, [1.1, 1.6, 1.4, 2.5], {"s": [0.2, 0.5, 0.4, 0.9]}, 1.5)
+    assert r["reached"] and 2.0 <= r["knob"] <= 4.0
+    assert read_at_budget(knobs, [1.0, 1.1, 1.2, 1.3], {}, 1.5) == {"reached": False, "min_ratio": 1.0, "max_ratio": 1.3}
+    assert not read_at_budget(knobs, [1.6, 1.7, 1.8, 1.9], {}, 1.5)["reached"]
+    assert value_at(knobs, [0.0, 1.0, 0.5, 1.0], 3.0) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="ascending"):
+        read_at_budget([2.0, 1.0], [1.0, 2.0], {}, 1.5)
+
+
+def test_paired_bootstrap_and_holm():
+    import numpy as np
+
+    from steer.eval.readout import holm, interval, paired_difference, resample_index, verdict
+
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm([0.5]) == [0.5]
+    same = paired_difference([0.5] * 100, [0.5] * 100)
+    assert same["diff"] == 0 and same["p"] == 1.0 and verdict(same["diff"], same["p"]) == "tie"
+    better = paired_difference(list(np.linspace(0.6, 0.8, 200)), [0.5] * 200)
+    assert better["p"] == 0 and better["lo"] > 0 and verdict(better["diff"], 0.0) == "win"
+    assert verdict(-0.2, 0.001) == "lose" and verdict(None, None) == "n/a"
+    assert paired_difference([None, 0.5], [0.4, None])["n"] == 0
+    idx = resample_index(10, 50, seed=3)
+    assert idx.shape == (50, 10) and (idx == resample_index(10, 50, seed=3)).all() and idx.max() < 10
+    assert interval([0.0, 1.0, float("nan")]) == pytest.approx((0.025, 0.975))
+
+
+def test_clustered_samples_widen_the_interval():
+    """Samples of one opening are not independent: when they agree perfectly, resampling openings gives the width of
+    n_openings trials, not n_openings x samples."""
+    import numpy as np
+
+    from steer.eval.readout import interval, read_curve, resample_index
+
+    rng = np.random.default_rng(0)
+    per_opening = (rng.random(40) < 0.5).astype(int)  # 40 openings, 3 identical samples each
+    success = np.repeat(per_opening[:, None], 3, 1)
+    nll, count = np.ones((40, 3)), np.ones((40, 3))
+    curve = {"knobs": [1.0, 2.0], "neutral": {"nll": [nll * 1.0, nll * 2.0], "count": [count, count],
+                                              "success": {"s": [success, success]}}}
+    base = {"nll": nll, "count": count}
+    reads = [read_curve(curve, base, 1.5, i)["success"]["neutral:s"] for i in resample_index(40, 500, 0)]
+    lo, hi = interval(reads)
+    p = per_opening.mean()
+    independent = 2 * 1.96 * np.sqrt(p * (1 - p) / 120)  # what 120 independent trials would claim
+    assert hi - lo > 1.4 * independent
 
 
 # ------------------------------------------------------------------------------------------ peers
@@ -232,7 +305,7 @@ def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
         matched_eval,
         matched_table,
     )
-    from steer.eval.matched import verdicts
+    from steer.eval.matched_report import verdicts
     from steer.eval.plots import plot_matched
     from steer.neurons import score_units
     from tests.conftest import labelled_corpus
@@ -244,26 +317,37 @@ def test_matched_eval_end_to_end_on_a_tiny_model(tiny_qwen, tmp_path):
     prefix = PromptPrefix("prefix", [], "baseline")
     dev = BenchPrompts(["the film", "a quiet morning"])
     test = BenchPrompts(["cold soup", "the train"], [("what a lovely day", "positive"), ("awful", "negative")])
-    cfg = MatchedConfig(budgets=(1.25, 1.5), samples=2, max_new_tokens=5, max_evals=3)
+    cfg = MatchedConfig(budgets=(1.25, 1.5), samples=2, dev_samples=1, max_new_tokens=5, max_evals=3, grid=4,
+                        resamples=50)
     bench = Bench(tiny_qwen, [VaderScorer()], dev, test, cfg, progress=False)
     r = matched_eval(bench, [neurons, prefix])
     assert len(r["rows"]) == 2 * 2 + 2  # neurons: budgets x targets; prefix: targets at its only setting
+    for key in ("neurons -> positive", "neurons -> negative"):
+        c = r["curves"][key]
+        assert 2 <= len(c["knobs"]) <= 4 and c["knobs"] == sorted(c["knobs"])
+        assert len(c["neutral"]["nll"]) == len(c["knobs"]) and len(c["neutral"]["nll"][0]) == 2  # [grid, openings, samples]
+        assert len(c["against"]["success"]["vader"][0]) == 1
     for row in r["rows"]:
-        assert row["test"]["neutral"]["n"] == 4 and row["ratio"] > 0
-        against = row["test"][f"against_{'negative' if row['toward'] == 'positive' else 'positive'}"]
-        assert against["n"] == 2 and "success" in against["scores"]["vader"]
-        assert row["method"] != "prefix" or row["budget"] is None
+        assert row["method"] != "prefix" or (row["budget"] is None and row["ratio"] > 0)
+        if row["reached"]:
+            s = row["success"]["neutral"]["vader"]
+            assert 0 <= s["lo"] <= s["rate"] <= s["hi"] <= 1 or s["lo"] != s["lo"]
+            assert row["budget"] is None or row["ratio"] == row["budget"]
+        else:
+            assert row["max_ratio"] < row["budget"] or row["min_ratio"] > row["budget"]
     tr = r["traces"]["neurons -> positive"]
     assert 1 <= len(tr) <= 2 * 3 and all(t["ratio"] > 0 for t in tr)
     table = matched_table(r, 1.5)
     assert "| neurons |" in table and "| prefix |" in table
-    assert {v["peer"] for v in verdicts(r, "neurons", 1.5)} == {"prefix"}
+    comps = r["comparisons"]["1.5"]
+    assert all(c["verdict"] in ("win", "tie", "lose", "n/a") for c in comps)
+    assert all(c["p_holm"] is None or c["p_holm"] >= c["p"] for c in comps)
+    assert {v["peer"] for v in verdicts(r, "neurons", 1.5)} <= {"prefix"}
     assert plot_matched(r, 1.5, tmp_path / "m.png").stat().st_size > 1000
     json.dumps(r)  # JSON-ready
     mixed = PerTarget("mixed", [], parts={"positive": neurons, "negative": prefix})  # searched / one setting
     rm = matched_eval(bench, [mixed])
-    assert [(x["budget"], x["toward"]) for x in rm["rows"]] == [
-        (1.25, "positive"), (1.5, "positive"), (None, "negative")
-    ]
+    assert [(x["budget"], x["toward"]) for x in rm["rows"]] == [(1.25, "positive"), (1.5, "positive"), (None, "negative")]
     again = matched_eval(Bench(tiny_qwen, [VaderScorer()], dev, test, cfg, progress=False), [neurons, prefix])
     assert [x["knob"] for x in again["rows"]] == [x["knob"] for x in r["rows"]]  # seeded: reproducible
+    assert again["curves"] == r["curves"]

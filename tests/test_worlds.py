@@ -73,8 +73,10 @@ def test_proposition_errors(toy_records):
         w.proposition("label=postive")
     with pytest.raises(PromptSetError, match="unknown field 'stars'"):
         w.proposition("stars=5")
+    with pytest.raises(PromptSetError, match="unknown value 'label positive' for field 'label'"):
+        w.proposition("label positive")  # no operator: the label shorthand
     with pytest.raises(PromptSetError, match="cannot parse"):
-        w.proposition("label positive")
+        w.proposition("label:middle")
     with pytest.raises(PromptSetError, match="not numeric"):
         w.proposition("label>3")
     with pytest.raises(TrivialPropositionError, match="0 of 6"):
@@ -154,3 +156,14 @@ def test_sst2_loads_with_its_labels():
     w = Worlds.from_file(SST2, text_field="sentence", template="paper-2shot", n=100, seed=0)
     assert len(w) == 100 and set(w.column("label")) == {"0", "1"}
     assert w.proposition("label=1").size + w.proposition("label=0").size == 100
+
+
+def test_a_proposition_is_parsed_once_with_the_label_shorthand_and_vader_on_demand(toy_records):
+    w = Worlds.from_records(toy_records)
+    assert (w.proposition("positive").mask == w.proposition("label=positive").mask).all()
+    assert w.proposition(" negative ").name == "label=negative"
+    two = Worlds.from_records([{"text": "fine", "label": "very good"}, {"text": "meh", "label": "bad"}])
+    assert two.proposition("very good").mask.tolist() == [True, False]
+    before = w.prompt_set_hash
+    top = w.proposition("vader_pos:top2")  # VADER columns computed on first use
+    assert top.mask.sum() == 2 and "vader_pos" not in w.records[0] and w.prompt_set_hash == before

@@ -19,7 +19,8 @@ from steer.eval.datasets import load_mnist, mnist_split
 from steer.eval.fairness import FairnessExperiment, run_fairness, write_fairness_report
 from steer.eval.flip_mode import FlipConfig, FlipItems, FlipWorlds, UnitChoice, evaluate_flips
 from steer.eval.lenet import LENET_SITES, TrainConfig, accuracy, digit_worlds, fgsm_accuracy, record_lenet, train_lenet
-from steer.eval.matched import Bench, BenchPrompts, MatchedConfig, matched_eval, matched_table
+from steer.eval.matched import Bench, BenchPrompts, MatchedConfig, matched_eval
+from steer.eval.matched_report import matched_table
 from steer.eval.methods import (
     CombinedSteering,
     Method,

@@ -1,21 +1,29 @@
 """The steering benchmark at matched fluency: every method is compared at the setting that costs it the same fluency.
 
 Each method's knob (a coefficient, or a count for self-conditioning) means something different, so methods are not
-compared at equal knobs but at equal cost: on the **dev** split, a short bracketed search finds, per method and per
-target, the setting whose continuations have a perplexity under the *unsteered* model of ``budget`` x the
-unsteered continuations' perplexity (1.25x and 1.5x by default). At that setting the method then continues the
-**test** split's prompts (several samples per prompt), and the report gives, per scorer, its success rate with a
-Wilson 95% interval, its test perplexity ratio (to show the match holds on unseen prompts) and distinct-n:
+compared at equal knobs but at equal cost, the perplexity of their continuations under the *unsteered* model over
+the unsteered continuations' perplexity (1.25x and 1.5x by default). The protocol:
 
-- success from neutral openings: the share of continuations the scorer judges to be of the target sentiment;
-- success against the opening: openings of clear sentiment steered to the opposite one.
+1. **Splits over every register.** Dev and test openings are drawn in the same proportions from every register of
+   the neutral openings and from both sentiments of the opposite ones (:func:`steer.eval.readout.stratified`).
+2. **Knob ranges on dev only.** A bracketed search on dev (:func:`steer.eval.knob_search.search_knob`) finds the
+   setting at each budget, per method and target.
+3. **Read where it is scored.** On test, each method runs at a short grid of settings bracketing its dev settings
+   (``grid`` points, common random numbers: the same seeds at every setting), and its success and perplexity ratio
+   are read at exactly the budget from the isotonic test curves (:func:`steer.eval.readout.read_curve`). A method
+   whose test curve does not reach the budget is reported as such and gets no verdict. A method without a knob
+   (prompting) runs once and is compared with the others read at its own cost.
+4. **Honest intervals.** Intervals and verdicts come from a bootstrap over openings (all samples of an opening
+   resampled together), paired between methods (same openings, same seeds), with Holm's correction over the
+   comparisons of a table (:mod:`steer.eval.matched_report`).
 
-The search is :func:`steer.eval.knob_search.search_knob`. A method with no knob (prompting) is run as it is, and its
-ratio is reported.
+Success from neutral openings is the share of continuations a scorer judges to be of the target sentiment; success
+against the opening is the same for openings of clear opposite sentiment.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -25,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from steer.eval.knob_search import search_knob
-from steer.eval.methods import Method
-from steer.eval.metrics import format_rate, perplexity, rate
-from steer.eval.quality import TARGETS, sample, score_run
+from steer.eval.methods import Knob, Method
+from steer.eval.metrics import continuation_nll, distinct_n, perplexity, rate
+from steer.eval.quality import TARGETS, sample
+from steer.eval.readout import stratified
 from steer.generation import GenerationConfig
 from steer.worlds import Worlds
 
@@ -53,26 +62,28 @@ class BenchPrompts:
         split: str,
         n_neutral: int | None = None,
         n_opposite: int | None = None,
+        seed: int = 0,
     ) -> BenchPrompts:
-        """The records of ``split`` (field ``split``) of the two files, the first ``n_*`` of each (None: all).
-
-        Opposite openings are taken alternately by label so that a prefix keeps both sentiments."""
+        """The records of ``split`` (field ``split``) of the two files; ``n_*`` of each (None: all), drawn with
+        ``seed`` in the proportions of the neutral openings' ``register`` field and of the opposite ones' labels."""
         nw = Worlds.from_file(neutral)
-        texts = [p for p, s in zip(nw.prompts, nw.column("split")) if s == split]
-        if not texts:
+        rows = [i for i, s in enumerate(nw.column("split")) if s == split]
+        if not rows:
             raise ValueError(f"{neutral}: no records with split={split!r}")
+        registers = nw.column("register") if "register" in nw.records[0] else ["all"] * len(nw)
+        keep = stratified([str(registers[i]) for i in rows], n_neutral or None, seed)
+        texts = [nw.prompts[rows[i]] for i in keep]
         opp: list[tuple[str, str]] = []
         if opposite is not None and n_opposite != 0:
             ow = Worlds.from_file(opposite)
-            by: dict[str, list[str]] = {t: [] for t in TARGETS}
+            pairs = []
             for p, s, lab in zip(ow.prompts, ow.column("split"), ow.column("label")):
                 if s == split:
-                    if lab not in by:
+                    if lab not in TARGETS:
                         raise ValueError(f"{opposite}: label {lab!r} is not one of {', '.join(TARGETS)}")
-                    by[str(lab)].append(p)
-            for pair in zip(*by.values()):
-                opp += [(p, t) for p, t in zip(pair, by)]
-        return cls(texts[:n_neutral] if n_neutral else texts, opp[:n_opposite] if n_opposite else opp)
+                    pairs.append((p, str(lab)))
+            opp = [pairs[i] for i in stratified([lab for _, lab in pairs], n_opposite or None, seed)]
+        return cls(texts, opp)
 
     def against(self, target: str) -> list[str]:
         """The openings whose sentiment is the opposite of ``target`` (to be steered toward ``target``)."""
@@ -84,12 +95,30 @@ class MatchedConfig:
     """How the benchmark searches and evaluates."""
 
     budgets: tuple[float, ...] = (1.25, 1.5)  # perplexity ratios to the unsteered model
-    dev_samples: int = 1  # continuations per dev opening
+    dev_samples: int = 2  # continuations per dev opening
     samples: int = 3  # continuations per test opening
-    seed: int = 0  # seeds every sampled batch
+    seed: int = 0  # seeds every sampled batch (the same at every setting: common random numbers)
     max_new_tokens: int = 20
     tol: float = 0.05  # a setting within this relative distance of the budget ends the search
     max_evals: int = 8  # settings tried per method, target and budget at most
+    grid: int = 5  # test settings per method and target (at least 4)
+    spread: float = 1.6  # the test grid reaches this factor below the lowest and above the highest dev setting
+    resamples: int = 1000  # bootstrap resamples of the openings
+    alpha: float = 0.05  # family-wise level of a table's verdicts (Holm)
+
+    def __post_init__(self) -> None:
+        if self.grid < 4:
+            raise ValueError(f"the test grid needs at least 4 settings, got grid={self.grid}")
+
+
+def test_grid(knob: Knob, dev_settings: Sequence[float], points: int, spread: float) -> list[float]:
+    """``points`` settings, log-spaced from the lowest dev setting / ``spread`` to the highest x ``spread``, within
+    the knob's bounds (integer knobs rounded; duplicates dropped, so an integer grid may be shorter)."""
+    lo, hi = knob.clip(min(dev_settings) / spread), knob.clip(max(dev_settings) * spread)
+    if hi <= lo:
+        lo, hi = knob.clip(lo / spread), knob.clip(hi * spread)
+    xs = [knob.clip(math.exp(v)) for v in np.linspace(math.log(lo), math.log(max(hi, lo * 1.0001)), points)]
+    return sorted(set(xs))
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -129,11 +158,11 @@ class Bench:
         trace = self.traces.setdefault((method.name, target), {})
         if x not in trace:
             ps, texts = self._sample(method, self.dev.neutral, target, x, self.cfg.dev_samples)
-            run = score_run(self.model, ps, texts, self.scorers, target)
+            items = self._items(ps, texts, target)
             trace[x] = {
                 "knob": x,
-                "ratio": run["ppl"] / self.unsteered_dev_ppl(),
-                "success": {name: s["success"]["rate"] for name, s in run["scores"].items()},
+                "ratio": math.exp(sum(items["nll"]) / max(sum(items["count"]), 1)) / self.unsteered_dev_ppl(),
+                "success": dict(items["success"]),
             }
         return trace[x]
 
@@ -144,42 +173,108 @@ class Bench:
             return self.dev_run(method, target, 1.0)
         memo = {x: t["ratio"] for x, t in self.traces.get((method.name, target), {}).items()}
         x = search_knob(
-            lambda x: self.dev_run(method, target, x)["ratio"],
-            knob,
-            budget,
-            memo,
-            self.cfg.tol,
-            self.cfg.max_evals,
+            lambda x: self.dev_run(method, target, x)["ratio"], knob, budget, memo, self.cfg.tol, self.cfg.max_evals
         )
         return self.dev_run(method, target, x)
 
-    def dev_success(self, method: Method, budget: float, targets: Sequence[str] = TARGETS) -> float:
-        """Mean dev success over ``targets`` and scorers at the method's setting for ``budget`` (for choices on
-        dev)."""
-        runs = [self.calibrate(method, t, budget) for t in targets]
-        return float(np.mean([v for r in runs for v in r["success"].values()]))
+    def _items(self, prompts: Sequence[str], texts: Sequence[str], target: str | None) -> dict[str, Any]:
+        """Per continuation: NLL and token count under the unsteered model, and each scorer's verdict (+1 positive,
+        -1 negative, 0 neither); ``success``: the share of verdicts toward ``target``, per scorer."""
+        nll = continuation_nll(self.model, prompts, texts, batch_size=64)
+        out: dict[str, Any] = {
+            "nll": [round(a, 4) for a, _ in nll],
+            "count": [c for _, c in nll],
+            "verdict": {},
+            "success": {},
+            "distinct_2": distinct_n(texts, 2),
+            "examples": [t[:160] for t in texts[:3]],
+        }
+        for sc in self.scorers:
+            v = np.sign(np.asarray(sc.judge(texts))).astype(int)
+            out["verdict"][sc.name] = v.tolist()
+            if target is not None:
+                out["success"][sc.name] = float(np.mean(_success(v, target)))
+        return out
 
     def test_run(self, method: Method | None, target: str | None, x: float) -> dict[str, Any]:
-        """Continue the test split (neutral openings; for a target also the openings against it), scored."""
+        """Continue the test split (neutral openings; for a target also the openings against it) with the same seeds
+        at every setting; per-continuation NLL, token counts and verdicts, in opening-major order."""
         n = self.cfg.samples
         out: dict[str, Any] = {}
         ps, texts = self._sample(method, self.test.neutral, target, x, n)
-        out["neutral"] = score_run(self.model, ps, texts, self.scorers, target)
-        if self.test.opposite:
-            targets = [target] if target is not None else list(TARGETS)
-            for t in targets:
-                against = self.test.against(t)
-                if against:
-                    ps, texts = self._sample(method, against, target, x, n)
-                    out[f"against_{OPPOSITE[t]}"] = score_run(self.model, ps, texts, self.scorers, target)
-        for run in out.values():
-            for s in run["scores"].values():
-                s.pop("values", None)
+        out["neutral"] = self._items(ps, texts, target)
+        for t in [target] if target is not None else list(TARGETS):
+            against = self.test.against(t)
+            if against:
+                ps, texts = self._sample(method, against, target, x, n)
+                out[f"against_{OPPOSITE[t]}"] = self._items(ps, texts, target)
         return out
 
 
+def _success(verdicts: Any, target: str) -> np.ndarray:
+    """1 where a verdict is the target sentiment, else 0."""
+    v = np.asarray(verdicts)
+    return (v > 0 if target == "positive" else v < 0).astype(int)
+
+
+def _shaped(values: Any, samples: int) -> list[list[Any]]:
+    return np.asarray(values).reshape(-1, samples).tolist()
+
+
+def _curve(runs: list[dict[str, Any]], knobs: Sequence[float], target: str, samples: int) -> dict[str, Any]:
+    """The test runs of one method and target over its grid, as arrays [grid, openings, samples]."""
+    neu = [r["neutral"] for r in runs]
+    curve: dict[str, Any] = {
+        "knobs": list(knobs),
+        "neutral": {
+            "nll": [_shaped(r["nll"], samples) for r in neu],
+            "count": [_shaped(r["count"], samples) for r in neu],
+            "success": {
+                s: [_shaped(_success(r["verdict"][s], target), samples) for r in neu] for s in neu[0]["verdict"]
+            },
+            "distinct_2": [r["distinct_2"] for r in neu],
+        },
+    }
+    key = f"against_{OPPOSITE[target]}"
+    if key in runs[0]:
+        ag = [r[key] for r in runs]
+        curve["against"] = {
+            "success": {s: [_shaped(_success(r["verdict"][s], target), samples) for r in ag] for s in ag[0]["verdict"]}
+        }
+    return curve
+
+
+def _unsteered(base: dict[str, Any], samples: int) -> dict[str, Any]:
+    """The unsteered test run as arrays [openings, samples] and its shares positive / negative per scorer."""
+    neu = base["neutral"]
+    shares = {}
+    for s, v in neu["verdict"].items():
+        arr = np.asarray(v)
+        shares[s] = {"positive": rate(int((arr > 0).sum()), arr.size), "negative": rate(int((arr < 0).sum()), arr.size)}
+    ppl = math.exp(sum(neu["nll"]) / max(sum(neu["count"]), 1))
+    against = {}
+    for key, run in base.items():
+        if key.startswith("against_"):
+            against[key] = {
+                s: {
+                    "positive": rate(int((np.asarray(v) > 0).sum()), len(v)),
+                    "negative": rate(int((np.asarray(v) < 0).sum()), len(v)),
+                }
+                for s, v in run["verdict"].items()
+            }
+    return {
+        "against": against,
+        "nll": _shaped(neu["nll"], samples),
+        "count": _shaped(neu["count"], samples),
+        "ppl": ppl,
+        "distinct_2": neu["distinct_2"],
+        "shares": shares,
+        "examples": neu["examples"],
+    }
+
+
 def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[float] | None = None) -> dict[str, Any]:
-    """Every method at every budget and target: its dev setting and its test results; JSON-ready.
+    """Every method at every budget and target: its dev settings, its test curve and its readings; JSON-ready.
 
     Args:
         bench: the model, scorers, splits and settings.
@@ -187,42 +282,37 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
         budgets: the perplexity ratios (default ``bench.cfg.budgets``).
 
     Returns:
-        ``unsteered`` (test runs of the unsteered model), ``rows`` (one per method x budget x target, with
-        ``knob``, ``dev``, ``test``, ``ratio``: the test perplexity over the unsteered test perplexity) and the
-        settings.
+        ``unsteered`` (the unsteered test run), ``curves`` (per "method -> target": the test grid's per-continuation
+        arrays), ``rows`` (one per method x budget x target, or per target for a knob-less method: ``reached``,
+        ``knob``, ``dev_knob``, ``ratio``, ``success`` with bootstrap intervals, see
+        :func:`steer.eval.matched_report.read_rows`), ``comparisons`` and the settings.
     """
     from tqdm.auto import tqdm
 
+    from steer.eval.matched_report import compare_all, read_rows
+
     t0 = time.time()
-    budgets = tuple(budgets or bench.cfg.budgets)
-    base = bench.test_run(None, None, 0.0)
-    jobs: list[tuple[Method, float | None, str]] = []
-    for m in methods:  # a target whose knob is None runs once, at its only setting
-        searched = [t for t in TARGETS if m.knob_for(t) is not None]
-        jobs += [(m, b, t) for b in budgets for t in searched] + [(m, None, t) for t in TARGETS if t not in searched]
-    rows = []
-    for m, b, t in tqdm(jobs, desc="matched fluency", disable=not bench.progress):
-        dev = bench.calibrate(m, t, b if b is not None else 1.0)
-        test = bench.test_run(m, t, dev["knob"])
-        against = f"against_{OPPOSITE[t]}"
-        rows.append(
-            {
-                "method": m.name,
-                "kind": m.kind,
-                "info": m.info,
-                "budget": b,
-                "toward": t,
-                "knob": dev["knob"],
-                "dev": dev,
-                "test": test,
-                "ratio": test["neutral"]["ppl"] / base["neutral"]["ppl"],
-                "ratio_against": (
-                    test[against]["ppl"] / base[against]["ppl"] if against in test and against in base else None
-                ),
-            }
-        )
-    return {
-        "config": asdict(bench.cfg),
+    cfg = bench.cfg
+    budgets = tuple(budgets or cfg.budgets)
+    base = _unsteered(bench.test_run(None, None, 0.0), cfg.samples)
+    curves: dict[str, dict[str, Any]] = {}
+    dev: dict[str, dict[str, Any]] = {}
+    jobs = [(m, t) for m in methods for t in TARGETS]
+    for m, t in tqdm(jobs, desc="matched fluency", disable=not bench.progress):
+        knob = m.knob_for(t)
+        key = f"{m.name} -> {t}"
+        if knob is None:
+            dev[key] = {"runs": {"only setting": bench.calibrate(m, t, 1.0)}}
+            grid = [1.0]
+        else:
+            runs = {b: bench.calibrate(m, t, b) for b in budgets}
+            dev[key] = {"runs": {str(b): r for b, r in runs.items()}}
+            grid = test_grid(knob, [r["knob"] for r in runs.values()], cfg.grid, cfg.spread)
+        test_runs = [bench.test_run(m, t, x) for x in grid]
+        curves[key] = {**_curve(test_runs, grid, t, cfg.samples), "method": m.name, "kind": m.kind, "info": m.info}
+    result = {
+        "protocol": "v2: stratified splits, test curves read at the budget (isotonic), paired cluster bootstrap, Holm",
+        "config": asdict(cfg),
         "budgets": list(budgets),
         "n_dev": len(bench.dev.neutral),
         "n_test": len(bench.test.neutral),
@@ -230,107 +320,40 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
         "scorers": {sc.name: sc.info for sc in bench.scorers},
         "unsteered": base,
         "unsteered_dev_ppl": bench.unsteered_dev_ppl(),
-        "rows": rows,
+        "dev": dev,
+        "curves": curves,
         "traces": {
             f"{name} -> {t}": sorted(tr.values(), key=lambda r: r["knob"]) for (name, t), tr in bench.traces.items()
         },
-        "seconds": round(time.time() - t0, 1),
+    }
+    result["rows"] = read_rows(result)
+    result["comparisons"] = compare_all(result)
+    result["seconds"] = round(time.time() - t0, 1)
+    return result
+
+
+def search_spread(bench: Bench, methods: Sequence[Method], budget: float, seed: int) -> dict[str, Any]:
+    """How much the dev search's setting moves with the sampling seed: each method's setting toward each target at
+    ``budget`` found again with ``seed`` (new dev samples), against the one ``bench`` found."""
+    other = Bench(bench.model, bench.scorers, bench.dev, bench.test, replace_seed(bench.cfg, seed), progress=False)
+    out = {}
+    for m in methods:
+        for t in TARGETS:
+            if m.knob_for(t) is None:
+                continue
+            a, b = bench.calibrate(m, t, budget)["knob"], other.calibrate(m, t, budget)["knob"]
+            out[f"{m.name} -> {t}"] = {"knob": a, "knob_other_seed": b, "log_ratio": abs(math.log(b / a))}
+    spreads = [v["log_ratio"] for v in out.values()]
+    return {
+        "budget": budget,
+        "seed": seed,
+        "settings": out,
+        "median_factor": math.exp(float(np.median(spreads))) if spreads else None,
     }
 
 
-# ------------------------------------------------------------------------------------------------ reading
+def replace_seed(cfg: MatchedConfig, seed: int) -> MatchedConfig:
+    """``cfg`` with another sampling seed."""
+    from dataclasses import replace
 
-
-def row_success(row: dict[str, Any], scorer: str, part: str = "neutral") -> dict[str, Any] | None:
-    """A row's success rate (with interval) for a scorer on ``neutral`` or ``against`` openings."""
-    if part == "against":
-        part = f"against_{OPPOSITE[row['toward']]}"
-    run = row["test"].get(part)
-    return None if run is None else dict(run["scores"][scorer]["success"])
-
-
-def rows_at(result: dict[str, Any], budget: float) -> list[dict[str, Any]]:
-    """The rows at ``budget``, with the rows of knob-less methods (their only setting)."""
-    return [r for r in result["rows"] if r["budget"] in (budget, None)]
-
-
-def verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
-    """``win`` when a's interval lies above b's, ``lose`` when below, else ``tie``."""
-    if a["lo"] > b["hi"]:
-        return "win"
-    if a["hi"] < b["lo"]:
-        return "lose"
-    return "tie"
-
-
-def verdicts(result: dict[str, Any], method: str, budget: float) -> list[dict[str, Any]]:
-    """``method`` against every other method at ``budget``, per target, scorer and opening kind."""
-    rows = rows_at(result, budget)
-    mine = {r["toward"]: r for r in rows if r["method"] == method}
-    out = []
-    for r in rows:
-        if r["method"] == method or r["toward"] not in mine:
-            continue
-        for scorer in result["scorers"]:
-            for part in ("neutral", "against"):
-                a, b = row_success(mine[r["toward"]], scorer, part), row_success(r, scorer, part)
-                if a is not None and b is not None:
-                    out.append(
-                        {
-                            "peer": r["method"],
-                            "toward": r["toward"],
-                            "scorer": scorer,
-                            "part": part,
-                            "verdict": verdict(a, b),
-                            "ours": a["rate"],
-                            "theirs": b["rate"],
-                        }
-                    )
-    return out
-
-
-def matched_table(result: dict[str, Any], budget: float) -> str:
-    """Markdown: one row per method at ``budget``, success toward each target per scorer, perplexity ratio and
-    distinct-2 (knob-less methods at their only setting, with their own ratio)."""
-    scorers = list(result["scorers"])
-    head = ["method", "knob (+ / -)"]
-    for t in TARGETS:
-        head += [f"→ {t}, neutral: {s}" for s in scorers] + [f"→ {t}, against: {s}" for s in scorers]
-    head += ["ppl × (+ / -)", "distinct-2"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    by: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in rows_at(result, budget):
-        by.setdefault(r["method"], {})[r["toward"]] = r
-    for name, d in by.items():
-        if set(d) != set(TARGETS):
-            continue
-        cells = [name, " / ".join(f"{d[t]['knob']:.3g}" for t in TARGETS)]
-        for t in TARGETS:
-            for part in ("neutral", "against"):
-                for s in scorers:
-                    rt = row_success(d[t], s, part)
-                    cells.append("n/a" if rt is None else format_rate(rt))
-        cells.append(" / ".join(f"{d[t]['ratio']:.2f}" for t in TARGETS))
-        cells.append(f"{np.mean([d[t]['test']['neutral']['distinct_2'] for t in TARGETS]):.2f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def unsteered_line(result: dict[str, Any]) -> str:
-    """One line on the unsteered model's test continuations: share positive/negative per scorer, perplexity."""
-    u = result["unsteered"]["neutral"]
-    parts = [
-        f"{s}: positive {format_rate(v['positive'])}, negative {format_rate(v['negative'])}"
-        for s, v in u["scores"].items()
-    ]
-    return (
-        f"Unsteered, {result['n_test']} neutral test openings x {result['config']['samples']} samples: "
-        + "; ".join(parts)
-        + f"; perplexity {u['ppl']:.1f}, distinct-2 {u['distinct_2']:.2f}."
-    )
-
-
-def pooled_rate(rows: Sequence[dict[str, Any]], scorer: str, part: str = "neutral") -> dict[str, Any]:
-    """The success of several rows pooled into one rate (e.g. a method's two targets)."""
-    rs = [r for r in (row_success(row, scorer, part) for row in rows) if r is not None]
-    return rate(sum(r["k"] for r in rs), sum(r["n"] for r in rs))
+    return replace(cfg, seed=seed)

@@ -246,7 +246,7 @@ def plot_matched(result: dict[str, Any], budget: float, path: str | os.PathLike[
     Returns:
         The path written.
     """
-    from steer.eval.matched import row_success, rows_at
+    from steer.eval.matched_report import row_success, rows_at
 
     scorers = list(result["scorers"])
     rows = rows_at(result, budget)

@@ -1,0 +1,39 @@
+"""bench/steering_bench.py end to end on a tiny random-weight model (both stages), so that a crash in the benchmark
+is caught here and not an hour into a run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+from tests.conftest import build_tiny_model, labelled_corpus
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "steering_bench.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("steering_bench", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_benchmark_runs_both_stages_on_a_tiny_model(tmp_path, cache_env):
+    model = build_tiny_model(tmp_path / "tiny", "qwen2")
+    worlds = tmp_path / "worlds.jsonl"
+    worlds.write_text("".join(json.dumps(r) + "\n" for r in labelled_corpus(4)))
+    out = tmp_path / "out"
+    result = _bench().main(["--model", str(model), "--size", "tiny", "--scorers", "vader", "--worlds", str(worlds),
+                            "--max-new-tokens", "4", "--search-spread", "1", "--out", str(out)])
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["command"].endswith(f"--out {out}") and saved["versions"]["torch"] and saved["date"]
+    table = saved["table"]
+    names = {r["method"] for r in table["rows"]}
+    assert {"prompting: instruction", "CAA, all layers"} <= names and any(n.startswith("neurons") for n in names)
+    assert table["n_test"] == 6 and sum(table["n_test_against"].values()) == 4
+    assert set(table["comparisons"]) == {"1.25", "1.5"}
+    assert all(len(c["knobs"]) >= 2 for c in table["curves"].values() if c["kind"] != "baseline" or c["knobs"] != [1.0])
+    assert saved["search_spread"]["settings"] and result["k_curve"]["rows"]
+    report = (out / "report.md").read_text()
+    assert "## At 1.5x unsteered perplexity" in report and "How many neurons" in report
