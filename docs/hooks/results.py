@@ -163,12 +163,14 @@ def provenance(res: dict[str, Any], key: str, path: Path) -> str:
         if m.get("sha256"):
             desc.append(f"sha256 `{str(m['sha256'])[:12]}`")
         lines.append("- **Model**: " + " ".join(desc))
-    versions = dict(m.get("versions") or {})
+    versions = dict(m.get("versions") or res.get("versions") or {})
     if "steer" not in versions and res.get("steer_version"):
         versions = {"steer": res["steer_version"], **versions}
     if versions:
         lines.append("- **Versions**: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     machine = res.get("machine")
+    if isinstance(machine, dict):
+        machine = ", ".join(f"{k} {v}" for k, v in machine.items())
     if not machine and res.get("torch_threads"):
         machine = f"{res['torch_threads']} CPU threads"
     if machine:
@@ -457,8 +459,86 @@ def render_bench_k(res: dict[str, Any], figs: Figures) -> str:
     return "\n".join(md)
 
 
+def render_bench_v2(res: dict[str, Any], figs: Figures) -> str:
+    """A table of the second protocol (test curves read at the budget, paired bootstrap, Holm): read with the
+    library's own functions, so the page and the bench's report agree."""
+    from steer.eval.matched_report import matched_table as v2_table
+    from steer.eval.matched_report import unsteered_line, verdicts
+
+    t = res["table"]
+    c = t["config"]
+    md = [
+        "## Set-up",
+        "",
+        f"Knob ranges searched on {t['n_dev']} dev openings × {c['dev_samples']} samples; test: {t['n_test']} neutral "
+        f"openings and {sum(t['n_test_against'].values())} openings of the opposite sentiment × {c['samples']} "
+        f"samples, {c['max_new_tokens']} new tokens (temperature 1, top-p 0.9), at a grid of {c['grid']} settings per "
+        "method and target (the same seeds at every setting), read at the budget from the isotonic test curves. "
+        f"Intervals: 95% bootstrap over openings ({c['resamples']} resamples, all samples of an opening together). "
+        f"Verdicts: paired bootstrap of the difference, Holm over every comparison at a budget, alpha {c['alpha']}. "
+        "No method's variant was chosen on dev. *does not reach*: the test curve never meets the budget.",
+        "",
+        "Scorers:",
+        "",
+        scorer_lines(t["scorers"]),
+        "",
+        "### Unsteered",
+        "",
+        unsteered_line(t),
+        "",
+    ]
+    plots = res.get("plots") or {}
+    main = t["rows"][0]["method"]
+    for b in t["budgets"]:
+        md += [f"## At {b:g}× the unsteered perplexity", "", v2_table(t, b), ""]
+        md.append(figs.md(plots.get(f"matched_{b:g}") or f"matched_{b:g}x.png", f"success at {b:g}x perplexity"))
+        rows = [
+            [v["peer"], v["toward"], v["scorer"], v["part"],
+             "n/a" if v["diff"] is None else f"{v['diff']:+.1%} [{v['lo']:+.1%}, {v['hi']:+.1%}]",
+             "n/a" if v["p_holm"] is None else f"{v['p_holm']:.3f}", v["verdict"]]
+            for v in verdicts(t, main, b)
+        ]
+        md += ["", f"Verdicts of **{main}** against each peer:", "",
+               table(["peer", "toward", "scorer", "openings", "difference [95%]", "p (Holm)", "verdict"], rows), ""]
+    sp = res.get("search_spread")
+    if sp:
+        rows = [[k, f"{v['knob']:.3g}", f"{v['knob_other_seed']:.3g}"] for k, v in sp["settings"].items()]
+        md += ["## How far the dev search moves with the seed", "",
+               f"At {sp['budget']:g}×, searched again with sampling seed {sp['seed']}: median factor between the two "
+               f"settings {sp['median_factor']:.2f}.", "", table(["method -> target", "seed 0", f"seed {sp['seed']}"],
+                                                                rows), ""]
+    return "\n".join(md)
+
+
+def render_bench_k_v2(res: dict[str, Any], figs: Figures) -> str:
+    k = res["k_curve"]
+    rows = [
+        [r["score"], str(r["k"]), str(r["layers"]), r["toward"], r["scorer"],
+         f"{r['rate']:.1%} [{r['lo']:.1%}, {r['hi']:.1%}]" if r["reached"]
+         else f"does not reach 1.5× (max {r['max_ratio']:.2f})"]
+        for r in k["rows"]
+    ]
+    md = ["## How many neurons does sentiment need?", "",
+          f"Success at 1.5× the unsteered perplexity on {k['n_test']} neutral test openings, read on the test curve "
+          f"(as in the table), as a function of k and of the layers used; the second score is `{k['other_score']}`.",
+          "", table(["score", "k", "layers", "toward", "scorer", "success at 1.5×"], rows), ""]
+    plots = res.get("plots") or {}
+    for name in sorted(p for p in plots if p.startswith("k_curve_")):
+        md.append(figs.md(plots[name], f"success against k ({name.removeprefix('k_curve_')})"))
+    return "\n".join(md)
+
+
 def render_bench(res: dict[str, Any], figs: Figures) -> str:
     s = res.get("sizes") or {}
+    v2 = "curves" in (res.get("table") or {}) or "result" in (res.get("k_curve") or {})
+    if v2:
+        md = [f"Benchmark size `{res.get('size')}`, stage `{res.get('stage')}`: "
+              + ", ".join(f"{k} {v}" for k, v in s.items()) + ".", ""]
+        if res.get("table"):
+            md.append(render_bench_v2(res, figs))
+        if res.get("k_curve"):
+            md.append(render_bench_k_v2(res, figs))
+        return "\n".join(md)
     md = []
     if s:
         md += [f"Benchmark size `{res.get('size')}`, stage `{res.get('stage')}`: " + ", ".join(
@@ -700,6 +780,20 @@ def render_fairness(res: dict[str, Any], figs: Figures) -> str:
 # ------------------------------------------------------------------------------------------------ generic
 
 
+def render_run(res: dict[str, Any], figs: Figures) -> str:
+    """A run a bench script stored with ``bench/common.py`` ``write_result``: its figures, rows as a table."""
+    f = res["figures"]
+    scalars = [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in f.items() if not isinstance(v, list)]
+    md = ["## Figures", "", table(["figure", "value"], scalars) if scalars else "", ""]
+    rows = f.get("rows") or []
+    if rows and isinstance(rows[0], dict):
+        head = list(rows[0])
+        cells = [[fmt_num(r.get(h), ".4g") if isinstance(r.get(h), float) else json.dumps(r.get(h))
+                  if isinstance(r.get(h), (dict, list)) else str(r.get(h)) for h in head] for r in rows]
+        md += ["## Rows", "", table(head, cells), ""]
+    return "\n".join(md)
+
+
 def render_generic(res: dict[str, Any], figs: Figures) -> str:
     scalars = [[k, json.dumps(v) if not isinstance(v, str) else v] for k, v in res.items()
                if isinstance(v, (str, int, float, bool)) or v is None]
@@ -708,6 +802,8 @@ def render_generic(res: dict[str, Any], figs: Figures) -> str:
 
 
 def kind_of(res: dict[str, Any]) -> str:
+    if res.get("bench") and isinstance(res.get("figures"), dict):
+        return "run"
     if res.get("table") or res.get("k_curve"):
         return "bench"
     if res.get("mode") in ("flip", "steer"):
@@ -718,6 +814,7 @@ def kind_of(res: dict[str, Any]) -> str:
 
 
 RENDERERS = {
+    "run": render_run,
     "bench": render_bench,
     "flip": render_flip,
     "steer": render_steer,
@@ -727,6 +824,7 @@ RENDERERS = {
 }
 
 KIND_TEXT = {
+    "run": "a benchmark run (`bench/<script>.py`, written by `bench/common.py`)",
     "bench": "the steering benchmark at matched fluency (`bench/steering_bench.py`)",
     "flip": "the paper's classification (flip) protocol (`steer eval flip`)",
     "steer": "steering quality in generation against baselines (`steer eval steer`)",
