@@ -1,8 +1,9 @@
 """Recorded activations: the matrix X[worlds, layers, units] with its provenance, and its shard files on disk.
 
 Data flow: prompt set -> worlds -> **recorded activations** -> strengths -> selected units -> intervention ->
-steered generation. :func:`steer.record.record` (or :class:`steer.Network`, or :func:`steer.record_ray`) makes an
-:class:`Activations`; :meth:`Activations.strength` turns it into :class:`steer.neurons.Strengths`. The columns of X
+steered generation. :func:`steer.record.record` (or :class:`steer.Network`, or
+:func:`steer.distributed.record_ray`) makes an :class:`Activations`; :meth:`Activations.strength` turns it into
+:class:`steer.neurons.Strengths`. The columns of X
 are the units' reasons vectors, its rows the worlds' reasons characters (docs/method.md §2). Activations are float32.
 
 On disk a recording is a directory of shards (``shard-NNNNN.safetensors``, each holding the rows ``X`` of
@@ -36,8 +37,11 @@ from steer.artifacts import (
     atomic_dir,
     atomic_file,
     check_model,
+    check_replaceable,
     check_site,
     read_json,
+    sealed,
+    unseal,
     write_json_atomic,
 )
 from steer.neurons import Strengths
@@ -135,20 +139,23 @@ class Activations:
     # -- persistence
 
     def manifest(self) -> dict[str, Any]:
-        return {
-            "kind": "activations",
-            "format": FORMAT_VERSION,
-            "site": self.site,
-            "reduce": self.reduce,
-            "layers": self.layers,
-            "hooks": site_hooks(self.site, self.layers),
-            "model": self.model,
-            "worlds": self.worlds,
-            "shard_rows": self.shard_rows,
-            "width": self.width,
-            "shards": self.shard_files,
-            "extra": self.extra,
-        }
+        """What ``manifest.json`` holds, sealed with the sha256 of its content (checked by :meth:`load`)."""
+        return sealed(
+            {
+                "kind": "activations",
+                "format": FORMAT_VERSION,
+                "site": self.site,
+                "reduce": self.reduce,
+                "layers": self.layers,
+                "hooks": site_hooks(self.site, self.layers),
+                "model": self.model,
+                "worlds": self.worlds,
+                "shard_rows": self.shard_rows,
+                "width": self.width,
+                "shards": self.shard_files,
+                "extra": self.extra,
+            }
+        )
 
     @property
     def width(self) -> int:
@@ -158,10 +165,12 @@ class Activations:
         return int(self.extra["width"]) if "width" in self.extra else int(next(self.iter_shards()).shape[2])
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write shards + ``manifest.json`` to a directory (atomically: a temp dir renamed into place)."""
+        """Write shards + ``manifest.json`` to a directory (atomically: a temp dir renamed into place). An existing
+        folder is replaced only when it is empty or a steer result."""
+        check_replaceable(path, "the recording's folder")
         with atomic_dir(path) as tmp:
             files = [_write_shard(tmp, i, shard) for i, shard in enumerate(self.iter_shards())]
-            write_json_atomic(tmp / "manifest.json", {**self.manifest(), "shards": files})
+            write_json_atomic(tmp / "manifest.json", sealed({**self.manifest(), "shards": files}))
         return Path(path)
 
     @classmethod
@@ -169,6 +178,7 @@ class Activations:
         """Open a saved recording (shards stay on disk); with ``model``/``site`` given, refuse a mismatch."""
         path = Path(path)
         man = read_json(path / "manifest.json", "activations")
+        man = unseal(man, f"the manifest of recording {path}")
         try:
             site_saved, rows, layers, width, files = (
                 man[k] for k in ("site", "shard_rows", "layers", "width", "shards")
@@ -211,8 +221,8 @@ def _write_shard(path: Path, i: int, X: Tensor, mark_done: bool = False) -> dict
     with atomic_file(_shard_path(path, i)) as tmp:
         tmp.write_bytes(data)
     meta = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    if mark_done:
-        write_json_atomic(_shard_record(path, i), {**meta, "rows": int(X.shape[0])})
+    if mark_done:  # the record names its work directory (whose name is the recording's key)
+        write_json_atomic(_shard_record(path, i), {**meta, "rows": int(X.shape[0]), "work": path.name})
     return meta
 
 
@@ -224,7 +234,11 @@ def _finished_shard(path: Path, i: int, rows: int) -> dict[str, Any] | None:
     """The manifest entry of shard i when a previous run finished it (file and record complete and matching)."""
     f, rec = _shard_path(path, i), _shard_record(path, i)
     try:
+        if f.is_symlink() or rec.is_symlink():
+            return None
         meta = json.loads(rec.read_text())
+        if meta.get("work") != path.name:  # a record of another recording's work, copied in
+            return None
         if meta.get("rows") != rows or not f.is_file() or f.stat().st_size != meta.get("bytes"):
             return None
         if hashlib.sha256(f.read_bytes()).hexdigest() != meta.get("sha256"):

@@ -117,8 +117,16 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def replace_dir(src: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
-    """Put the complete directory ``src`` under the name ``target``, replacing what was there (a sibling of it)."""
+    """Put the complete directory ``src`` under the name ``target``, replacing what was there (a sibling of it).
+
+    Only an empty folder or one steer wrote (:func:`steer_made`) is replaced; anything else is a
+    :class:`FileExistsError` and ``src`` is removed."""
     src, target = Path(src), Path(target)
+    try:
+        check_replaceable(target)
+    except FileExistsError:
+        shutil.rmtree(src, ignore_errors=True)
+        raise
     old = None
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
@@ -161,15 +169,10 @@ def output_dir(out: str | os.PathLike[str], what: dict[str, Any]) -> Iterator[Pa
     """A result folder written whole or not at all: yields a temporary directory, writes ``steer-run.json`` (what
     made it, and its files) last, and swaps it in for ``out`` when the block completes.
 
-    An existing ``out`` is replaced only when it is a previous steer result (it has ``steer-run.json``) or empty;
+    An existing ``out`` is replaced only when it is a previous steer result or empty (:func:`check_replaceable`);
     any other existing path is refused, so a mistyped ``--out`` never deletes someone's folder."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file, not a folder; choose a folder path")
-    if out.is_dir() and any(out.iterdir()) and not (out / RUN_MARKER).is_file():
-        raise FileExistsError(
-            f"--out {out} exists and is not a steer result folder (no {RUN_MARKER}); choose a new or empty folder"
-        )
+    check_replaceable(out, "--out")
     with atomic_dir(out) as tmp:
         yield tmp
         files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
@@ -182,7 +185,7 @@ def read_json(path: str | os.PathLike[str], kind: str) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"no {kind} at {path}")
     try:
-        obj = json.loads(path.read_text())
+        obj = json.loads(read_regular(path, kind))
     except ValueError as e:
         raise ArtifactMismatchError(f"{path} is not a valid {kind} file ({e})") from None
     if not isinstance(obj, dict) or obj.get("kind") != kind:
@@ -211,3 +214,165 @@ def check_site(saved_site: str, site: str | None, what: str) -> None:
     """Raise ArtifactMismatchError when ``site`` is given and differs from the artifact's site."""
     if site is not None and site != saved_site:
         raise ArtifactMismatchError(f"{what} was recorded at site {saved_site!r}, not {site!r}")
+
+
+# ------------------------------------------------------------------------------ what steer wrote, and whose it is
+
+# Files that mark a folder as steer's own: the marker's name and what it must hold.
+DIR_MARKERS: dict[str, str | None] = {
+    RUN_MARKER: "complete",  # a result folder (steer find/stability/eval --out)
+    "manifest.json": "activations",  # a recording
+    "steer_export.json": "steer_export",  # steer export --format pt / model
+    "steer_source.json": "gguf",  # de-quantized GGUF weights in the cache
+    "summary.json": "find_summary",  # FindResult.save
+}
+STEER_FILE_KINDS = ("neuron_set", "activations", "find_summary", "steer_export")
+MAX_MARKER_BYTES = 64 << 20
+
+
+def read_regular(path: str | os.PathLike[str], what: str = "file", limit: int | None = None) -> str:
+    """The UTF-8 text of a regular file. A FIFO, a device or a directory is refused before it is opened for
+    reading (opening a FIFO would wait for a writer forever); ``limit`` caps the bytes read."""
+    return read_regular_bytes(path, what, limit).decode("utf-8")
+
+
+def read_regular_bytes(path: str | os.PathLike[str], what: str = "file", limit: int | None = None) -> bytes:
+    """The bytes of a regular file (see :func:`read_regular`)."""
+    import stat
+
+    path = Path(path)
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError(f"{what} {path} is not a regular file (a FIFO, device or folder); give a regular file")
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # never waits, even if swapped for a FIFO
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{what} {path} is not a regular file; give a regular file")
+        return f.read() if limit is None else f.read(limit)
+
+
+def _json_kind(path: Path) -> dict[str, Any] | None:
+    try:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_MARKER_BYTES:
+            return None
+        obj = json.loads(read_regular(path))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def steer_made(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is something steer wrote: a folder holding one of :data:`DIR_MARKERS` with the content
+    it must hold, a JSON artifact of a steer kind, or a GGUF control vector. Symbolic links never are."""
+    path = Path(path)
+    if path.is_symlink():
+        return False
+    if path.is_dir():
+        for name, want in DIR_MARKERS.items():
+            obj = _json_kind(path / name)
+            if obj is None:
+                continue
+            if want == "complete" and obj.get("complete") is True:
+                return True
+            if want == "gguf" and "gguf" in obj and "files" in obj:
+                return True
+            if obj.get("kind") == want:
+                return True
+        return False
+    if path.suffix == ".gguf":
+        return _is_control_vector(path)
+    obj = _json_kind(path)
+    return obj is not None and obj.get("kind") in STEER_FILE_KINDS
+
+
+def _is_control_vector(path: Path) -> bool:
+    try:
+        import gguf
+
+        f = gguf.GGUFReader(str(path)).get_field("general.architecture")
+        return f is not None and bytes(f.parts[-1]) == b"controlvector"
+    except Exception:  # not a GGUF file at all
+        return False
+
+
+def check_replaceable(path: str | os.PathLike[str], what: str = "output", folder: bool = True) -> None:
+    """Raise :class:`FileExistsError` unless writing ``path`` replaces nothing steer did not write.
+
+    A path that does not exist, an empty folder (``folder``) or something steer wrote (:func:`steer_made`) may be
+    replaced; a symbolic link, a file where a folder goes (or the reverse), and a folder or file of the user's are
+    refused with one line naming them."""
+    path = Path(path)
+    if path.is_symlink():
+        raise FileExistsError(f"{what} {path} is a symbolic link; steer never writes through one: choose another path")
+    if not path.exists():
+        return
+    if folder and not path.is_dir():
+        raise FileExistsError(f"{what} {path} is a file, not a folder; choose a folder path")
+    if not folder and path.is_dir():
+        raise FileExistsError(f"{what} {path} is a folder, not a file; choose a file path")
+    if folder and not any(path.iterdir()):
+        return
+    if steer_made(path):
+        return
+    kind = "folder" if folder else "file"
+    raise FileExistsError(
+        f"{what} {path} exists and is not a steer result {kind} (steer never replaces what it did not write); "
+        f"choose a new {'or empty folder' if folder else 'file name'}"
+    )
+
+
+def _uid() -> int:
+    return os.geteuid()
+
+
+def private_dir_problem(path: str | os.PathLike[str]) -> str | None:
+    """None when ``path`` is a real folder (not a symbolic link) owned by this user that no group or other user
+    may write, else what is wrong with it: the test a work directory or a fallback cache must pass before
+    anything in it is trusted."""
+    import stat
+
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "does not exist"
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "is not a folder"
+    if st.st_uid != _uid():
+        return f"belongs to another user (uid {st.st_uid})"
+    if st.st_mode & 0o022:
+        return f"may be written by other users (mode {stat.S_IMODE(st.st_mode):o})"
+    return None
+
+
+def make_private_dir(path: str | os.PathLike[str]) -> bool:
+    """Create ``path`` as a folder only this user may use (mode 0700); False when something is there already."""
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        return False
+    return True
+
+
+def sealed(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """``obj`` with ``sha256``: the hash of its canonical JSON (everything else in it), checked by :func:`unseal`."""
+    body = {k: v for k, v in obj.items() if k != "sha256"}
+    return {**body, "sha256": content_key(body, length=64)}
+
+
+def unseal(obj: dict[str, Any], what: str) -> dict[str, Any]:
+    """``obj`` without its ``sha256``, which must match its content: an artifact edited by hand (or cut short) is
+    an :class:`ArtifactMismatchError`."""
+    body = {k: v for k, v in obj.items() if k != "sha256"}
+    saved = obj.get("sha256")
+    if saved is None:
+        raise ArtifactMismatchError(
+            f"{what} carries no checksum (written by hand or by an older steer): recreate it with this steer"
+        )
+    if saved != content_key(body, length=64):
+        raise ArtifactMismatchError(
+            f"{what} does not match the checksum written with it (edited by hand or corrupted); recreate it"
+        )
+    return body

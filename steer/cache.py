@@ -8,7 +8,9 @@ On disk everything lives under :func:`cache_dir` (``$STEER_CACHE``, default ``~/
 - ``neurons/<key>.json``: neuron sets, keyed by the same plus the proposition, score and k
   (:func:`steer.select.select_units`);
 - ``scorers/``: fitted text classifiers of the evaluation harness;
-- ``file-hashes.json``: sha256 of large files by (path, size, mtime), so a model file is hashed once.
+- ``file-hashes.json``: sha256 of large files by (path, inode, size, mtime and ctime), so a model file is hashed
+  once. The ctime (the inode's change time) is set by the kernel on every write and on ``os.utime`` itself and cannot
+  be set back, so an edit that keeps a file's size and mtime still makes it hashed again.
 
 Every key is :func:`steer.artifacts.content_key` of what the entry was made from, including the artifact format
 version, so entries of another format are never read. Writing is atomic (:mod:`steer.artifacts`).
@@ -23,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from steer.artifacts import write_json_atomic
+from steer.artifacts import make_private_dir, private_dir_problem, write_json_atomic
 
 _FALLBACK: dict[Path, Path] = {}
 
@@ -32,8 +34,17 @@ def cache_dir() -> Path:
     """Where steer caches models, recordings, neuron sets and scorers: ``$STEER_CACHE`` or ``~/.cache/steer``.
 
     When that directory cannot be created or written, a per-user directory in the system's temporary directory
-    is used instead (said once on stderr), so a read-only home does not stop the work."""
-    wanted = Path(os.environ.get("STEER_CACHE", "~/.cache/steer")).expanduser()
+    is used instead (said once on stderr), so a read-only home does not stop the work. That fallback,
+    ``$TMPDIR/steer-cache-<uid>``, is created by this process with mode 0700, or used only when it is this user's
+    own folder that no one else may write (not a symbolic link); otherwise a fresh private folder is made.
+
+    Raises:
+        ValueError: ``STEER_CACHE`` is set but empty (it would put the cache in the current folder).
+    """
+    env = os.environ.get("STEER_CACHE")
+    if env is not None and not env.strip():
+        raise ValueError("STEER_CACHE is set but empty; unset it (default ~/.cache/steer) or name a folder")
+    wanted = Path(env if env is not None else "~/.cache/steer").expanduser()
     if wanted in _FALLBACK:
         return _FALLBACK[wanted]
     try:
@@ -42,8 +53,12 @@ def cache_dir() -> Path:
             return wanted
     except OSError:
         pass
-    fallback = Path(tempfile.gettempdir()) / f"steer-cache-{os.getuid()}"
-    fallback.mkdir(parents=True, exist_ok=True)
+    fallback = Path(tempfile.gettempdir()) / f"steer-cache-{os.geteuid()}"
+    problem = None if make_private_dir(fallback) else private_dir_problem(fallback)
+    if problem is not None:
+        fresh = Path(tempfile.mkdtemp(prefix=f"steer-cache-{os.geteuid()}-"))
+        print(f"steer: {fallback} {problem}: not used; using the fresh folder {fresh}", file=sys.stderr)
+        fallback = fresh
     print(
         f"steer: the cache directory {wanted} is not writable; using {fallback} (set STEER_CACHE to choose)",
         file=sys.stderr,
@@ -63,7 +78,7 @@ def hash_file(path: Path) -> str:
 
 def _memo_key(path: Path) -> str:
     st = path.stat()
-    return f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{path}|{st.st_dev}|{st.st_ino}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
 def _read_memo() -> dict[str, str]:
@@ -74,15 +89,16 @@ def _read_memo() -> dict[str, str]:
 
 
 def remember_sha256(hashes: dict[Path, str]) -> None:
-    """Record files' sha256 (computed when they were written) by (path, size, mtime), so reading them back does
-    not hash them again."""
+    """Record files' sha256 (computed when they were written) by (path, inode, size, mtime, ctime), so reading them
+    back does not hash them again."""
     memo = _read_memo()
     memo.update({_memo_key(p): sha for p, sha in hashes.items()})
     write_json_atomic(cache_dir() / "file-hashes.json", memo)
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered in the cache by (path, size, mtime) so large files are hashed once."""
+    """sha256 of a file, remembered in the cache by (path, inode, size, mtime, ctime) so large files are hashed
+    once; any change to the file (``os.utime`` included) changes its ctime, so it is hashed again."""
     memo = _read_memo().get(_memo_key(path))
     if memo is not None:
         return memo

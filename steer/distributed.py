@@ -21,6 +21,7 @@ shared filesystem (NFS, a mounted bucket) on a cluster.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from steer.activations import Activations, _finished_shard, _write_shard
-from steer.artifacts import write_json_atomic
+from steer.artifacts import check_replaceable, write_json_atomic
 from steer.record import finish_work, record_prompts, recording_extra, shard_inputs, work_dir, work_key
 from steer.sites import REDUCTIONS, hook_name, parse_layers, resolve_layers, site_width
 from steer.stream import WorldStream
@@ -72,13 +73,19 @@ class ShardRecorder:
 
         from steer.models import load_model
 
-        torch.set_num_threads(max(1, threads))
-        self.model = load_model(model_spec, dtype=dtype, device=device)
-        self.site, self.reduce, self.batch_size, self.reuse_prefix = site, reduce, batch_size, reuse_prefix
-        n = self.model.n_layers
-        self.layers = parse_layers(layers, n) if isinstance(layers, str) else resolve_layers(layers, n)
+        self.error: str | None = None
+        try:  # an error here would only show as Ray's ActorDiedError: keep it, and let describe() report it
+            torch.set_num_threads(max(1, threads))
+            self.model = load_model(model_spec, dtype=dtype, device=device)
+            self.site, self.reduce, self.batch_size, self.reuse_prefix = site, reduce, batch_size, reuse_prefix
+            n = self.model.n_layers
+            self.layers = parse_layers(layers, n) if isinstance(layers, str) else resolve_layers(layers, n)
+        except Exception as e:
+            self.error = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
 
     def describe(self) -> dict[str, Any]:
+        if self.error is not None:
+            return {"error": self.error}
         m = self.model
         return {
             "provenance": dict(m.provenance),
@@ -108,6 +115,21 @@ class ShardRecorder:
         )
         meta = _write_shard(Path(work), s, X, mark_done=True)
         return {"shard": s, "rows": len(prompts), "meta": meta, "note": note}
+
+
+def check_resources(resources: dict[str, float], num_workers: int, cpus: float, gpus: float) -> None:
+    """Refuse a pool the Ray cluster can never place (Ray would wait for the resources forever): ``num_workers``
+    actors of ``cpus`` CPUs and ``gpus`` GPUs each, against the cluster's total ``resources``."""
+    have_gpus, have_cpus = float(resources.get("GPU", 0)), float(resources.get("CPU", 0))
+    if gpus > 0 and have_gpus < gpus:
+        raise ValueError(
+            f"--num-gpus-per-worker {gpus:g} asks for GPUs, but the Ray cluster has {have_gpus:g}; "
+            "use --num-gpus-per-worker 0 (CPU) or a cluster with GPUs"
+        )
+    if cpus > have_cpus:
+        raise ValueError(f"each Ray worker asks for {cpus:g} CPUs, but the Ray cluster has {have_cpus:g}")
+    if gpus > 0 and have_gpus // gpus < 1:
+        raise ValueError(f"no Ray worker fits: {gpus:g} GPUs each, the cluster has {have_gpus:g}")
 
 
 def record_ray(
@@ -147,14 +169,22 @@ def record_ray(
     Returns:
         The recording, opened from ``out``.
     """
-    ray = _ray()
     if reduce not in REDUCTIONS:
         raise ValueError(f"unknown reduce {reduce!r}; use one of {', '.join(REDUCTIONS)}")
     hook_name(site, 0)
-    if batch_size < 1 or shard_size < 1 or num_workers < 1:
-        raise ValueError("batch_size, shard_size and num_workers must be positive")
+    for name, v in (("batch_size", batch_size), ("shard_size", shard_size), ("num_workers", num_workers)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    for name, f in (("num_gpus_per_worker", num_gpus_per_worker), ("cpus_per_worker", cpus_per_worker)):
+        if isinstance(f, bool) or not isinstance(f, (int, float)) or not math.isfinite(f) or f < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {f!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    check_replaceable(out, "the recording's folder")
+    ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    check_resources(ray.cluster_resources(), num_workers, cpus_per_worker, num_gpus_per_worker)
     env = {k: v for k, v in os.environ.items() if k.startswith(("STEER_", "HF_"))}  # the model cache, hub settings
     actor_cls = ray.remote(ShardRecorder).options(
         num_cpus=cpus_per_worker,
@@ -175,6 +205,8 @@ def record_ray(
     ]
     try:
         info = ray.get(actors[0].describe.remote())
+        if "error" in info:
+            raise ValueError(f"the Ray workers could not start: {info['error']}")
         work = work_dir(
             out,
             work_key(
@@ -202,7 +234,11 @@ def record_ray(
             ready, _ = ray.wait(list(pending), num_returns=1)
             for ref in ready:
                 free.append(pending.pop(ref))
-                got = ray.get(ref)
+                try:
+                    got = ray.get(ref)
+                except Exception as e:  # RayTaskError wraps the worker's own error: raise that one
+                    cause = getattr(e, "cause", None)
+                    raise (cause if isinstance(cause, Exception) else e) from None
                 files[got["shard"]] = got["meta"]
                 bar.update(got["rows"])
                 if got["note"] and not noted:

@@ -43,7 +43,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from steer.artifacts import atomic_dir, atomic_file
+from steer.artifacts import atomic_dir, atomic_file, check_replaceable
 from steer.fold import ExportError, SteeringExport, export_form, output_projection
 
 if TYPE_CHECKING:
@@ -100,6 +100,8 @@ def write_control_vector(form: SteeringExport, path: str | os.PathLike[str], dro
 
     form = _check_layer0(form, drop_layer_0, "llama.cpp")
     path = Path(path)
+    check_replaceable(path, "the control vector", folder=False)
+    check_finite(form)
     layers = list(range(1, form.n_layers))
     dense = form.dense()
     with atomic_file(path) as tmp:
@@ -132,11 +134,21 @@ def read_control_vector(path: str | os.PathLike[str]) -> ControlVectorFile:
     """Read a GGUF control vector (ours, repeng's or llama.cpp's), checking it the way llama.cpp does.
 
     Raises:
-        ExportError: not a control vector, a tensor that is not F32 and 1-D, unequal lengths, or ``direction.0``.
+        ExportError: not a control vector, a tensor that is not F32 and 1-D, unequal lengths, ``direction.0``, or
+            NaN or infinite values.
     """
     import gguf
 
-    reader = gguf.GGUFReader(str(path))
+    from steer.artifacts import read_regular_bytes
+
+    try:
+        read_regular_bytes(path, "control vector", limit=4)  # a FIFO or a folder fails here, never blocks
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    try:
+        reader = gguf.GGUFReader(str(path))
+    except Exception as e:  # gguf raises ValueError, struct.error, numpy errors... on a file that is not GGUF
+        raise ExportError(f"{path} is not a readable GGUF control vector ({type(e).__name__}: {e})") from None
 
     def text(key: str) -> str | None:
         f = reader.get_field(key)
@@ -161,6 +173,8 @@ def read_control_vector(path: str | os.PathLike[str]) -> ControlVectorFile:
             raise ExportError(f"{path}: {t.name} has {int(t.n_elements)} values, the others {n_embd}")
         n_embd = int(t.n_elements)
         vectors[k] = torch.from_numpy(np.array(t.data, dtype=np.float32, copy=True))
+        if not bool(torch.isfinite(vectors[k]).all()):
+            raise ExportError(f"{path}: {t.name} holds NaN or infinite values; it would break every generation")
     metadata = {}
     for key in reader.fields:
         if key.startswith("steer."):
@@ -171,6 +185,16 @@ def read_control_vector(path: str | os.PathLike[str]) -> ControlVectorFile:
         int(count.parts[-1][0]) if count is not None else len(vectors),
         metadata,
     )
+
+
+def check_finite(form: SteeringExport) -> None:
+    """Refuse an exported form with a NaN or infinite vector or column scale (nothing is written)."""
+    for k, v in form.vectors.items():
+        if not bool(torch.isfinite(v).all()):
+            raise ExportError(f"the steering vector of layer {k} holds NaN or infinite values; nothing was written")
+    for k, (_, s) in form.column_scales.items():
+        if not bool(torch.isfinite(s).all()):
+            raise ExportError(f"the column scales of layer {k} hold NaN or infinite values; nothing was written")
 
 
 def write_direction_files(form: SteeringExport, out: str | os.PathLike[str]) -> Path:
@@ -186,6 +210,8 @@ def write_direction_files(form: SteeringExport, out: str | os.PathLike[str]) -> 
             "checkpoint with its control vector) instead"
         )
     out = Path(out)
+    check_replaceable(out, "the export folder")
+    check_finite(form)
     with atomic_dir(out) as tmp:
         requests = []
         for k, v in sorted(form.vectors.items()):
@@ -223,6 +249,8 @@ def write_edited_model(
     from transformers import AutoModelForCausalLM
 
     checked = _check_layer0(form, drop_layer_0, "llama.cpp")
+    check_replaceable(out, "the export folder")
+    check_finite(form)
     sd = {k: v.detach().clone() for k, v in hf_state_dict(model).items()}
     for layer, (idx, s) in form.column_scales.items():
         name = _param_name(model, output_projection(model, layer).weight)
@@ -280,9 +308,25 @@ def export_steering(
     Returns:
         The path written.
     """
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    from steer.models import Model
+    from steer.neurons import NeuronSet
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a steer Model (steer.load_model(...)), got {type(model).__name__}")
+    if not isinstance(neurons, NeuronSet):
+        raise TypeError(f"neurons must be a steer.NeuronSet, got {type(neurons).__name__}")
+    _check_target(fmt, out)
     return write_export(model, export_form(model, neurons, intervention), fmt, out, drop_layer_0)
+
+
+def _check_target(fmt: Any, out: Any) -> None:
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if not isinstance(out, (str, os.PathLike)) or not str(out):
+        raise TypeError(f"out must be a path, got {out!r}")
+    check_replaceable(
+        out, "the control vector" if fmt == "control-vector" else "the export folder", folder=fmt != "control-vector"
+    )
 
 
 def write_export(
@@ -290,8 +334,7 @@ def write_export(
 ) -> Path:
     """Write an exported form (from :func:`steer.fold.export_form`) to ``out`` in format ``fmt``; see
     :func:`export_steering`."""
-    if fmt not in FORMATS:
-        raise ExportError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+    _check_target(fmt, out)
     if fmt == "control-vector":
         if form.changes_weights:
             raise ExportError(
@@ -313,6 +356,9 @@ def control_vector_hooks(hf_model: nn.Module, vectors: Mapping[int, Tensor]) -> 
     a control vector), and remove the hooks on exit."""
     layers = _decoder_layers(hf_model)
     handles = []
+    for k, v in vectors.items():
+        if not isinstance(v, Tensor) or v.ndim != 1 or not bool(torch.isfinite(v).all()):
+            raise ExportError(f"the vector for layer {k} must be a finite 1-D tensor")
 
     def adder(v: Tensor) -> Any:
         def hook(module: nn.Module, args: Any, output: Any) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from steer.activations import Activations
-from steer.artifacts import ArtifactMismatchError, write_json_atomic
+from steer.artifacts import ArtifactMismatchError, check_replaceable, steer_made, write_json_atomic
 from steer.neurons import D_SCORES, NeuronSet, Strengths, Unit
 from steer.options import option
 from steer.plots import plot_stability, plot_strength_by_layer
@@ -73,6 +73,8 @@ class FindResult:
             The output directory.
         """
         out = Path(out)
+        if out.is_dir() and not steer_made(out) and not all(steer_made(p) for p in out.iterdir()):
+            check_replaceable(out, "the result folder")  # a folder of the user's: refused, nothing written
         out.mkdir(parents=True, exist_ok=True)
         acts = self.activations
         if acts.path is None:
@@ -86,6 +88,7 @@ class FindResult:
         write_json_atomic(
             out / "summary.json",
             {
+                "kind": "find_summary",
                 "model": acts.model,
                 "worlds": self.worlds.provenance,
                 "proposition": next(iter(self.strengths.values())).proposition,

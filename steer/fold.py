@@ -27,6 +27,7 @@ vector at ``hook_resid_post``, and the scaled columns) and restores the weights 
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -209,14 +210,64 @@ def export_form(
 # ------------------------------------------------------------------------------------ in-process (compiled)
 
 
+class _Folded:
+    """The compiled steering in force on one model: the original bias and columns of every W_down any context
+    changed (saved before the first change), and the forms of the contexts still open, in the order they opened.
+    The weights are always the originals with the open forms applied in that order, so contexts may exit in any
+    order and the last one to exit restores the original weights exactly."""
+
+    def __init__(self) -> None:
+        self.bias: dict[nn.Linear, Tensor | None] = {}
+        self.cols: dict[nn.Linear, dict[int, Tensor]] = {}
+        self.open: list[tuple[object, SteeringExport]] = []
+
+    def save(self, lin: nn.Linear, idx: list[int]) -> None:
+        if lin not in self.bias:
+            self.bias[lin] = lin.bias
+            self.cols[lin] = {}
+        saved = self.cols[lin]
+        for i in idx:
+            if i not in saved:
+                saved[i] = lin.weight[:, i].detach().clone()
+
+    def restore(self) -> None:
+        for lin, bias in self.bias.items():
+            lin.register_parameter("bias", bias if isinstance(bias, nn.Parameter) else None)
+            for i, col in self.cols[lin].items():
+                lin.weight[:, i] = col
+
+    def apply(self, model: Model) -> None:
+        """Originals, then every open form in order."""
+        self.restore()
+        for _, form in self.open:
+            for layer in sorted(set(form.vectors) | set(form.column_scales)):
+                lin = output_projection(model, layer)
+                w = lin.weight
+                if layer in form.column_scales:
+                    idx, s = form.column_scales[layer]
+                    idx_dev = idx.to(w.device)
+                    w[:, idx_dev] = (w[:, idx_dev].float() * s.to(w.device)).to(w.dtype)
+                if layer in form.vectors:
+                    v = form.vectors[layer].to(w.device)
+                    base = torch.zeros_like(v) if lin.bias is None else lin.bias.detach().float()
+                    lin.bias = nn.Parameter((base + v).to(w.dtype), requires_grad=False)
+
+
+_FOLDED: weakref.WeakKeyDictionary[nn.Module, _Folded] = weakref.WeakKeyDictionary()
+
+
 @contextmanager
 def compile_steering(model: Model, form: SteeringExport) -> Iterator[None]:
     """Apply an exported form to the model's weights in place, and restore them exactly on exit.
 
     Each vector becomes a bias of its layer's W_down (the MLP output feeds the residual add, so this is the vector
     at ``hook_resid_post``); scaled columns are multiplied in place. No hook is installed, so generation runs at the
-    speed of the unsteered model. Contexts may be nested; they must exit in reverse order.
+    speed of the unsteered model. Contexts may be nested and may exit in any order: the original weights and
+    biases are saved before the first change, and on every exit the weights become the originals with the forms
+    still open applied in the order they opened; when the last one exits the model is exactly as it was.
     """
+    if not isinstance(form, SteeringExport):
+        raise TypeError(f"form must be a SteeringExport (steer.fold.export_form), got {type(form).__name__}")
     if form.n_layers != model.n_layers or form.d_model != model.d_model:
         raise ExportError(
             f"this steering is for {form.n_layers} layers x d_model {form.d_model}, the model has "
@@ -225,31 +276,28 @@ def compile_steering(model: Model, form: SteeringExport) -> Iterator[None]:
     if not form.vectors and not form.changes_weights:
         yield
         return
-    undo: list[tuple[nn.Linear, Tensor | None, Tensor | None, Tensor | None]] = []
+    key: nn.Module = model.bridge
+    state = _FOLDED.get(key)
+    if state is None:
+        state = _FOLDED[key] = _Folded()
+    token = object()
     try:
         with torch.no_grad():
             for layer in sorted(set(form.vectors) | set(form.column_scales)):
                 lin = output_projection(model, layer)
-                w = lin.weight
-                old_bias: Tensor | None = lin.bias
-                idx_dev = cols = None
-                if layer in form.column_scales:
-                    idx, s = form.column_scales[layer]
-                    idx_dev = idx.to(w.device)
-                    cols = w[:, idx_dev].clone()
-                    w[:, idx_dev] = (cols.float() * s.to(w.device)).to(w.dtype)
-                undo.append((lin, old_bias, idx_dev, cols))
-                if layer in form.vectors:
-                    v = form.vectors[layer].to(w.device)
-                    base = torch.zeros_like(v) if old_bias is None else old_bias.detach().float()
-                    lin.bias = nn.Parameter((base + v).to(w.dtype), requires_grad=False)
+                idx = form.column_scales[layer][0].tolist() if layer in form.column_scales else []
+                state.save(lin, [int(i) for i in idx])
+            state.open.append((token, form))
+            state.apply(model)
         yield
     finally:
         with torch.no_grad():
-            for lin, old_bias, idx_dev, cols in reversed(undo):
-                lin.register_parameter("bias", old_bias if isinstance(old_bias, nn.Parameter) else None)
-                if idx_dev is not None and cols is not None:
-                    lin.weight[:, idx_dev] = cols
+            state.open = [(t, f) for t, f in state.open if t is not token]
+            if state.open:
+                state.apply(model)
+            else:
+                state.restore()
+                _FOLDED.pop(key, None)
 
 
 __all__ = [

@@ -7,6 +7,7 @@ bridge derives position ids from it), so a batch gives the same rows as one prom
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, overload
@@ -29,15 +30,31 @@ class GenerationConfig:
 
     max_new_tokens: int = option(40, "new tokens per continuation")
     seed: int | None = option(0, "sampling seed (torch.manual_seed before generating)")
-    do_sample: bool = option(True, "sample (False: greedy decoding)", flag="--greedy")
+    do_sample: bool = option(
+        True, "sample (False: greedy decoding)", flag="--greedy", switch_help="greedy decoding instead of sampling"
+    )
     temperature: float = option(1.0, "sampling temperature")
     top_p: float | None = option(0.9, "nucleus sampling: keep the smallest set of tokens with this probability")
     chat: bool = option(False, "wrap each prompt in the model's chat template as a user turn")
     use_past_kv_cache: bool = option(True, "reuse keys and values across generation steps")
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.max_new_tokens) or self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if self.seed is not None and (not is_int(self.seed) or not 0 <= self.seed < 2**63):
+            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1 or None, got {self.seed!r}")
+        for name in ("do_sample", "chat", "use_past_kv_cache"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 < t <= 100:
+            raise ValueError(f"temperature must be a number above 0 and at most 100, got {t!r}")
+        p = self.top_p
+        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
+            raise ValueError(f"top_p must be a number in (0, 1] or None, got {p!r}")
 
 
 def with_overrides(config: Any, overrides: Mapping[str, Any], what: str) -> Any:
@@ -86,6 +103,14 @@ def generate_text(
     Returns:
         The continuations.
     """
+    from steer.models import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a steer Model (steer.load_model(...)), got {type(model).__name__}")
+    if config is not None and not isinstance(config, GenerationConfig):
+        raise TypeError(f"config must be a steer.GenerationConfig, got {type(config).__name__}")
+    if not isinstance(prompts, (str, list, tuple)):
+        raise TypeError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}")
     cfg = with_overrides(config or GenerationConfig(), overrides, "generation")
     single = isinstance(prompts, str)
     given = [prompts] if isinstance(prompts, str) else list(prompts)

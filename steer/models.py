@@ -211,6 +211,10 @@ def load_model(
     Returns:
         A :class:`Model`.
     """
+    if not isinstance(spec, (str, os.PathLike)):
+        raise TypeError(f"spec must be a model name or path, got {type(spec).__name__}")
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
     torch_dtype = DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
     if not isinstance(torch_dtype, torch.dtype):
         raise ValueError(f"unknown dtype {dtype!r}; use one of {', '.join(DTYPES)}")
@@ -336,6 +340,7 @@ def load_gguf(
     path = Path(path).resolve()
     if not path.is_file():
         raise ModelLoadError(f"model file {path} does not exist")
+    _check_gguf(path)
     sha = file_sha256(path)
     target = cache_dir() / "models" / f"gguf-{sha[:20]}"
     problem = _cached_weights_problem(target)
@@ -350,6 +355,27 @@ def load_gguf(
         device,
         {"model_id": model_id or path.name, "source": "gguf", "path": str(path), "revision": None, "sha256": sha},
     )
+
+
+def _check_gguf(path: Path) -> None:
+    """Raise ModelLoadError unless ``path`` is a complete GGUF file: its magic, and every tensor's data inside it
+    (a truncated download otherwise fails deep inside numpy with a reshape error)."""
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(f"{path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+        size = path.stat().st_size
+        for t in reader.tensors:
+            if int(t.data_offset) + int(t.n_bytes) > size:
+                raise ValueError(f"tensor {t.name} ends after the end of the file")
+    except Exception as e:  # gguf raises ValueError, struct and numpy errors on a cut file
+        raise ModelLoadError(
+            f"{path} is not a complete GGUF file (truncated or corrupted: {type(e).__name__}: {e}); download it again"
+        ) from None
 
 
 def _dequantize_gguf(path: Path, sha: str, target: Path) -> None:
@@ -390,12 +416,16 @@ def _cached_weights_problem(target: Path) -> str | None:
     return None
 
 
+# The files of a model directory that decide its numbers: config, weights, tokenizer.
+FINGERPRINT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt", ".tiktoken")
+
+
 def _dir_fingerprint(path: Path) -> str:
-    """A cheap identity of a model directory: its config and the names, sizes and first MiB of weight files."""
-    h = hashlib.sha256((path / "config.json").read_bytes())
-    for f in sorted(path.glob("*")):
-        if f.suffix in (".safetensors", ".bin"):
-            h.update(f"{f.name}|{f.stat().st_size}".encode())
-            with open(f, "rb") as fh:
-                h.update(fh.read(1 << 20))
+    """The identity of a model directory: the full sha256 of its config, weight and tokenizer files (top level),
+    each hashed once and remembered by (path, inode, size, mtime, ctime) (:func:`steer.cache.file_sha256`), so any
+    edit anywhere in a file, even one that keeps its size and mtime, gives another identity."""
+    h = hashlib.sha256()
+    for f in sorted(path.iterdir()):
+        if f.is_file() and not f.name.startswith(".") and f.suffix in FINGERPRINT_SUFFIXES:
+            h.update(f"{f.name}|{f.stat().st_size}|{file_sha256(f)}\n".encode())
     return h.hexdigest()

@@ -29,8 +29,11 @@ from steer.artifacts import (
     IDENTITY_KEYS,
     ArtifactMismatchError,
     check_model,
+    check_replaceable,
     check_site,
     read_json,
+    sealed,
+    unseal,
     write_json_atomic,
 )
 from steer.strength import Normalize, UnitStats, strength_from_shards
@@ -265,7 +268,26 @@ class NeuronSet:
         return {k: self.provenance["model"].get(k) for k in IDENTITY_KEYS}
 
     def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ArtifactMismatchError unless every field makes sense: both sides non-empty, units of integers
+        >= 0 with finite statistics and a std >= 0 (a negative std would silently reverse a push that divides by
+        it), a named site, a k >= 1 and a named proposition. Called on construction, on load and by everything that
+        steers with a set (it may have been changed since)."""
         problems = []
+        if not isinstance(self.units_for, list) or not isinstance(self.units_against, list):
+            raise ArtifactMismatchError("invalid neuron set: units_for and units_against must be lists of Unit")
+        if not all(isinstance(u, Unit) for u in self.units_for + self.units_against):
+            raise ArtifactMismatchError("invalid neuron set: units_for and units_against must be lists of Unit")
+        if not isinstance(self.site, str) or not self.site:
+            problems.append(f"site {self.site!r} is not a name")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            problems.append(f"k {self.k!r} is not a positive integer")
+        if not isinstance(self.proposition, dict) or not isinstance(self.proposition.get("name"), str):
+            problems.append("the proposition has no name")
+        if not isinstance(self.provenance, dict):
+            problems.append("the provenance is not a mapping")
         if not self.units_for or not self.units_against:
             problems.append("a side is empty (it needs units for and against)")
         for side, units in (("for", self.units_for), ("against", self.units_against)):
@@ -274,15 +296,19 @@ class NeuronSet:
                     problems.append(f"unit {side} ({u.layer!r}, {u.index!r}) is not a (layer, index) of integers >= 0")
                     break
                 stats = (u.score, u.mean, u.std, u.mean_a, u.mean_c)
-                if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in stats):
+                if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in stats):
                     problems.append(f"unit {side} ({u.layer}, {u.index}) has a non-finite statistic {stats}")
+                    break
+                if u.std < 0:
+                    problems.append(f"unit {side} ({u.layer}, {u.index}) has a negative std {u.std:g}")
                     break
         if problems:
             raise ArtifactMismatchError(f"invalid neuron set: {'; '.join(problems)}")
 
     def check_compatible(self, model: Model | Mapping[str, Any], site: str | None = None) -> None:
         """Raise ArtifactMismatchError unless made with this model (a Model or its identity dict) and site, and
-        every unit exists in the model."""
+        every unit exists in the model (and :meth:`validate` passes)."""
+        self.validate()
         check_site(self.site, site, "neuron set")
         identity = model if isinstance(model, Mapping) else model.identity
         check_model(self.model_identity, identity, "neuron set")
@@ -347,13 +373,19 @@ class NeuronSet:
         }
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the neuron set as JSON (atomically) and return the path."""
-        return write_json_atomic(path, self.to_dict())
+        """Write the neuron set as JSON (atomically), with the sha256 of its content that :meth:`load` checks, and
+        return the path. An existing file is replaced only when it is a steer artifact."""
+        check_replaceable(path, "the neuron set file", folder=False)
+        return write_json_atomic(path, sealed(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: Model | None = None, site: str | None = None) -> NeuronSet:
-        """Read a saved neuron set; with ``model``/``site`` given, refuse one made with another model or site."""
-        d = read_json(path, "neuron_set")
+        """Read a saved neuron set; with ``model``/``site`` given, refuse one made with another model or site.
+
+        Its fields are checked (:meth:`validate`), then its content against the sha256 written with it: an edited
+        unit, statistic or relabelled proposition is an ArtifactMismatchError."""
+        raw = read_json(path, "neuron_set")
+        d = {k: v for k, v in raw.items() if k != "sha256"}
         try:
             ns = cls(
                 [Unit(**u) for u in d["units_for"]],
@@ -369,6 +401,7 @@ class NeuronSet:
             ns.model_identity  # noqa: B018 - the provenance must name the model
         except (KeyError, TypeError, AttributeError) as e:
             raise ArtifactMismatchError(f"{path} is not a complete neuron set ({type(e).__name__}: {e})") from None
+        unseal(raw, f"neuron set {path}")
         if site is not None:
             check_site(ns.site, site, f"neuron set {path}")
         if model is not None:

@@ -19,6 +19,7 @@ def option(
     choices: Sequence[str] | Callable[[], Sequence[str]] | None = None,
     flag: str | None = None,
     none: str = "none",
+    switch_help: str | None = None,
 ) -> Any:
     """A dataclass field with its help text (and, for the CLI, its choices and a flag name other than the
     field's own, e.g. ``--greedy`` for ``do_sample=False``).
@@ -29,11 +30,15 @@ def option(
         choices: the allowed values, or a function returning them (a registry that can grow).
         flag: the command-line flag, when it is not ``--field-name``.
         none: what a default of None means, as the help shows it (e.g. ``all`` layers).
+        switch_help: for a boolean, the help of the switch that sets the other value (e.g. ``--greedy``).
 
     Returns:
         The ``dataclasses.field``.
     """
-    return field(default=default, metadata={"help": help, "choices": choices, "flag": flag, "none": none})
+    return field(
+        default=default,
+        metadata={"help": help, "choices": choices, "flag": flag, "none": none, "switch_help": switch_help},
+    )
 
 
 def help_of(f: Field[Any]) -> str:

@@ -83,6 +83,8 @@ def read_records(spec: str | os.PathLike) -> tuple[list[dict[str, Any]], str]:
         raise PromptSetError(f"{path}: unsupported prompt file type {suffix!r} (use .jsonl, .csv or .tsv)")
     if path.is_dir():
         return _read_dataset_dir(path), str(path)
+    if path.exists():
+        raise PromptSetError(f"prompt file {path} is not a regular file (a FIFO or a device); give a regular file")
     text = str(spec)
     if text.startswith((".", "/", "~")) or text.endswith((".jsonl", ".json", ".csv", ".tsv")):
         raise PromptSetError(f"prompt file {text} does not exist")
@@ -90,10 +92,14 @@ def read_records(spec: str | os.PathLike) -> tuple[list[dict[str, Any]], str]:
 
 
 def _read_bytes(path: Path) -> bytes:
+    from steer.artifacts import read_regular_bytes
+
     try:
-        return path.read_bytes()
+        return read_regular_bytes(path, "prompt file")
     except OSError as e:
         raise PromptSetError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise PromptSetError(str(e)) from None
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -34,6 +34,7 @@ written after it, matches the file.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -47,7 +48,16 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from steer.activations import Activations, _finished_shard, _write_shard
-from steer.artifacts import FORMAT_VERSION, content_key, replace_dir, write_json_atomic
+from steer.artifacts import (
+    FORMAT_VERSION,
+    _umask,
+    check_replaceable,
+    content_key,
+    make_private_dir,
+    private_dir_problem,
+    replace_dir,
+    write_json_atomic,
+)
 from steer.positions import shared_prefix_length, text_token_spans
 from steer.sites import REDUCTIONS, hook_name, resolve_layers, site_width
 from steer.stream import WorldStream
@@ -68,6 +78,7 @@ def record(
     shard_size: int = 1024,
     progress: bool = True,
     reuse_prefix: bool = True,
+    extra: dict[str, Any] | None = None,
 ) -> Activations:
     """Record the activations of ``worlds`` at ``site`` for ``layers``, one vector per world.
 
@@ -86,16 +97,29 @@ def record(
         reuse_prefix: run the token prefix the worlds of a shard share (the template's text before ``{text}``)
             once and reuse its KV cache (same activations, less work); without a shared prefix the full prompts
             run, and it says so once.
+        extra: more entries for the manifest's ``extra`` (e.g. the cache key of a cached recording).
 
     Returns:
         :class:`Activations` (float32), on disk when ``out`` is given.
     """
+    from steer.models import Model
+    from steer.worlds import Worlds
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a steer Model (steer.load_model(...)), got {type(model).__name__}")
+    if not isinstance(worlds, (Worlds, WorldStream)):
+        raise TypeError(f"worlds must be steer.Worlds or a steer.WorldStream, got {type(worlds).__name__}")
+    if not isinstance(site, str) or not isinstance(reduce, str):
+        raise TypeError(f"site and reduce must be strings, got {site!r} and {reduce!r}")
     if reduce not in REDUCTIONS:
         raise ValueError(f"unknown reduce {reduce!r}; use one of {', '.join(REDUCTIONS)}")
     hook_name(site, 0)
+    for name, v in (("batch_size", batch_size), ("shard_size", shard_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if out is not None and (not isinstance(out, (str, os.PathLike)) or not str(out)):
+        raise TypeError(f"out must be a folder path or None, got {out!r}")
     layers = resolve_layers(layers, model.n_layers)
-    if batch_size < 1 or shard_size < 1:
-        raise ValueError("batch_size and shard_size must be positive")
     width = site_width(model, site)
     said = False
 
@@ -146,7 +170,7 @@ def record(
             rows,
             shards if tmp_dir is None else None,
             tmp_dir,
-            recording_extra(batch_size, reuse_prefix, model.dtype, width),
+            {**recording_extra(batch_size, reuse_prefix, model.dtype, width), **(extra or {})},
             None if tmp_dir is None else files,
         )
         if tmp_dir is not None:
@@ -221,11 +245,39 @@ def recording_extra(batch_size: int, reuse_prefix: bool, dtype: torch.dtype | st
     }
 
 
+WORK_RECORD = "work.json"
+
+
 def work_dir(out: str | os.PathLike[str], key: dict[str, Any]) -> Path:
-    """The work directory of a recording into ``out``: ``.OUT.work-<key>`` beside it (created)."""
+    """The work directory of a recording into ``out``: ``.OUT.work-<key>`` beside it.
+
+    It is created by this process (mode 0700, with ``work.json`` naming the recording's full key), and an existing
+    one is trusted only when it is this user's folder that no one else may write, not a symbolic link, and its
+    ``work.json`` names the same recording. A folder or link planted under that predictable name by someone else
+    is refused (never read, never written through, never deleted); this user's folder without a valid record is
+    emptied and the recording starts afresh."""
     out = Path(out)
+    check_replaceable(out, "the recording's folder")  # before any work: never replace what steer did not write
+    out.parent.mkdir(parents=True, exist_ok=True)
     work = out.parent / f".{out.name}.work-{content_key(key)}"
-    work.mkdir(parents=True, exist_ok=True)
+    record_ = {"kind": "recording_work", "key": content_key(key, length=64), "uid": os.geteuid()}
+    if not make_private_dir(work):
+        problem = private_dir_problem(work)
+        if problem is not None:
+            raise FileExistsError(
+                f"the work directory {work} {problem}: steer did not make it, so it is not used; remove it and run "
+                "again"
+            )
+        try:
+            trusted = json.loads((work / WORK_RECORD).read_text()) == record_
+        except (OSError, ValueError):
+            trusted = False
+        if trusted:
+            return work
+        print(f"steer: {work} has no record of this recording; starting it afresh", file=sys.stderr)
+        shutil.rmtree(work)
+        os.mkdir(work, 0o700)
+    write_json_atomic(work / WORK_RECORD, record_)
     return work
 
 
@@ -233,9 +285,12 @@ def finish_work(work: Path, out: Path) -> Activations:
     """Turn a complete work directory (shards + manifest) into the recording ``out`` and open it."""
     for f in work.glob("shard-*.done.json"):
         f.unlink()
+    (work / WORK_RECORD).unlink(missing_ok=True)
+    os.chmod(work, 0o777 & ~_umask())  # a finished recording gets a plain folder's mode
     replace_dir(work, out)
     for stale in out.parent.glob(f".{out.name}.work-*"):  # work of a recording with other settings: useless now
-        shutil.rmtree(stale, ignore_errors=True)
+        if private_dir_problem(stale) is None:  # only this user's own work folders, never a planted one
+            shutil.rmtree(stale, ignore_errors=True)
     return Activations.load(out)
 
 

@@ -130,17 +130,26 @@ def recording(spec: RecordSpec, progress: bool = True) -> Activations:
     if (rec_dir / "manifest.json").is_file():
         try:
             acts = Activations.load(rec_dir, model=spec.model, site=spec.site)
+            if acts.extra.get("cache_key") != content_key(spec.key, length=64):
+                raise ArtifactMismatchError("it was made for another recording (its cache key does not match)")
             for _ in acts.iter_shards():  # every shard against its checksum
                 pass
             return acts
         except ArtifactMismatchError as e:
             print(f"steer: the cached recording is unusable ({e}); recording again", file=sys.stderr)
     return record(
-        spec.model, spec.worlds, site=spec.site, layers=layers, reduce=spec.reduce, out=rec_dir, progress=progress
+        spec.model,
+        spec.worlds,
+        site=spec.site,
+        layers=layers,
+        reduce=spec.reduce,
+        out=rec_dir,
+        progress=progress,
+        extra={"cache_key": content_key(spec.key, length=64)},
     )
 
 
-_SELECTED: dict[str, NeuronSet] = {}
+_SELECTED: dict[tuple[str, str], NeuronSet] = {}  # by (cache directory, key): a new $STEER_CACHE starts afresh
 
 
 def select_units(spec: SelectSpec, progress: bool = True) -> NeuronSet:
@@ -157,19 +166,26 @@ def select_units(spec: SelectSpec, progress: bool = True) -> NeuronSet:
         The neuron set (a copy: changing it does not change the memo).
     """
     key = content_key(spec.key)
-    if key in _SELECTED:
-        return _SELECTED[key].copy()
+    memo = (str(cache_dir()), key)
+    if memo in _SELECTED:
+        return _SELECTED[memo].copy()
     model = spec.recording.model
     path = cache_dir() / "neurons" / f"{key}.json"
     ns: NeuronSet | None = None
+    full_key = content_key(spec.key, length=64)
     if path.is_file():
         try:
             ns = NeuronSet.load(path, model=model, site=spec.recording.site)
-        except ArtifactMismatchError:
+            if ns.extra.get("cache_key") != full_key:  # a set copied over another key (e.g. negative for positive)
+                raise ArtifactMismatchError("it was made for another selection (its cache key does not match)")
+        except ArtifactMismatchError as e:
+            print(f"steer: the cached neuron set {path.name} is unusable ({e}); selecting again", file=sys.stderr)
             ns = None  # stale: computed again below
     if ns is None:
         acts = recording(spec.recording, progress)
         ns = score_units(acts, spec.proposition, spec.score).top(spec.k)
+        ns.extra["cache_key"] = full_key
+        path.unlink(missing_ok=True)  # a stale entry of the cache (steer's own): replaced
         ns.save(path)
-    _SELECTED[key] = ns
+    _SELECTED[memo] = ns
     return ns.copy()

@@ -53,7 +53,9 @@ def resolve_layers(layers: int | Sequence[int] | None, n_layers: int) -> list[in
     """None -> all layers; negative indices count from the end; sorted, without duplicates."""
     if layers is None:
         return list(range(n_layers))
-    layers = [layers] if isinstance(layers, int) else list(layers)
+    if isinstance(layers, (str, bytes, bool)) or not isinstance(layers, (int, np.integer, Sequence, range)):
+        raise TypeError(f"layers must be an integer, a sequence of integers or None, got {layers!r}")
+    layers = [layers] if isinstance(layers, (int, np.integer)) else list(layers)
     if not layers:
         raise ValueError("no layers requested")
     out = set()

@@ -85,6 +85,15 @@ class Steerer:
         compiled: bool = False,
         on_call: Callable[[str, int, int], None] | None = None,
     ):
+        from steer.models import Model
+        from steer.neurons import NeuronSet
+
+        if not isinstance(model, Model):
+            raise TypeError(f"model must be a steer Model (steer.load_model(...)), got {type(model).__name__}")
+        if neurons is not None and not isinstance(neurons, NeuronSet):
+            raise TypeError(f"neurons must be a steer.NeuronSet or None, got {type(neurons).__name__}")
+        if not isinstance(compiled, bool):
+            raise TypeError(f"compiled must be True or False, got {compiled!r}")
         if intervention is not None and not isinstance(intervention, Intervention):
             raise TypeError(
                 f"intervention must be a steer.Intervention, got {type(intervention).__name__} "
@@ -144,6 +153,8 @@ class Steerer:
         """The (hook name, hook) pairs of this Steerer, for ``model.bridge.hooks(fwd_hooks=...)``, starting a new
         pass (token positions are counted afresh). None without edits. Prefer :meth:`apply` or ``with``: they
         also remove the hooks."""
+        if self._handle is not None and self._handle.active:
+            raise RuntimeError("this Steerer is applied: its hooks are in place (remove the handle first)")
         if not self.edits or self.site is None:
             return []
         self._tracker.reset()

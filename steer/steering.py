@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from steer.generation import GenerationConfig, with_overrides
 from steer.interventions import APPLY_TO, RULES, Intervention, get_rule
-from steer.models import cached_model
+from steer.models import Model, cached_model
 from steer.options import option
 from steer.resources import DEFAULT_PROMPT_SET
 from steer.select import RecordSpec, SelectSpec, select_units
@@ -30,7 +30,6 @@ from steer.steerer import Steerer
 from steer.worlds import Worlds
 
 if TYPE_CHECKING:
-    from steer.models import Model
     from steer.neurons import NeuronSet
     from steer.propositions import Proposition
 
@@ -63,9 +62,28 @@ class SteerConfig:
     intervention: Intervention = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        for name in ("template", "site", "reduce", "score", "rule", "apply_to"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a string, got {type(getattr(self, name)).__name__}")
+        if self.site not in SITES:
+            raise ValueError(f"unknown site {self.site!r}; use one of {', '.join(SITES)}")
+        if self.reduce not in REDUCTIONS:
+            raise ValueError(f"unknown reduce {self.reduce!r}; use one of {', '.join(REDUCTIONS)}")
+        if self.score not in SCORES:
+            raise ValueError(f"unknown score {self.score!r}; use one of {', '.join(SCORES)}")
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive integer, got {self.k!r}")
         object.__setattr__(self, "intervention", Intervention(self.rule, self.coeff, "toward", self.apply_to))
         if self.layers is not None:
-            object.__setattr__(self, "layers", tuple(self.layers))
+            if isinstance(self.layers, (str, bytes)) or not hasattr(self.layers, "__iter__"):
+                layers = [self.layers] if isinstance(self.layers, int) and not isinstance(self.layers, bool) else None
+                if layers is None:
+                    raise TypeError(f"layers must be a sequence of layer indices or None, got {self.layers!r}")
+                object.__setattr__(self, "layers", tuple(layers))
+            else:
+                object.__setattr__(self, "layers", tuple(self.layers))
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in self.layers or ()):
+                raise TypeError(f"layers must be integers, got {self.layers!r}")
 
     def resolve(self, **overrides: Any) -> SteerConfig:
         """This config with the caller's non-None choices applied. A coeff left unset follows the rule: this
@@ -115,7 +133,7 @@ def steering_neurons(
 @overload
 def generate(
     prompts: str,
-    toward: str | None = "positive",
+    toward: str | Proposition | None = "positive",
     *,
     model: Model | str | None = None,
     worlds: Worlds | str | None = None,
@@ -131,7 +149,7 @@ def generate(
 @overload
 def generate(
     prompts: Sequence[str],
-    toward: str | None = "positive",
+    toward: str | Proposition | None = "positive",
     *,
     model: Model | str | None = None,
     worlds: Worlds | str | None = None,
@@ -146,7 +164,7 @@ def generate(
 
 def generate(
     prompts: str | Sequence[str],
-    toward: str | None = "positive",
+    toward: str | Proposition | None = "positive",
     *,
     model: Model | str | None = None,
     worlds: Worlds | str | None = None,
@@ -161,7 +179,7 @@ def generate(
 
     Args:
         prompts: one prompt (returns a string) or several (returns a list).
-        toward: a label of the worlds ("positive", "negative", any label present) or a predicate
+        toward: a label of the worlds ("positive", "negative", any label present), a predicate or a Proposition
             ("vader_pos:top25"); None gives the unsteered output through the same code path.
         model: a loaded Model or a spec (default ``"default"``), loaded once per process.
         worlds: a Worlds or a prompt-set path (default: the bundled ``sentiment.jsonl``, with ``config.template``).
@@ -175,6 +193,18 @@ def generate(
     Returns:
         The continuations (the new text only).
     """
+    if not isinstance(prompts, (str, list, tuple)):
+        raise TypeError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}")
+    if toward is not None and not isinstance(toward, str):
+        raise TypeError(f"toward must be a label or proposition string (or None), got {type(toward).__name__}")
+    if config is not None and not isinstance(config, SteerConfig):
+        raise TypeError(f"config must be a steer.SteerConfig, got {type(config).__name__}")
+    if generation is not None and not isinstance(generation, GenerationConfig):
+        raise TypeError(f"generation must be a steer.GenerationConfig, got {type(generation).__name__}")
+    if model is not None and not isinstance(model, (str, Model)):
+        raise TypeError(f"model must be a steer Model or a model spec string, got {type(model).__name__}")
+    if not isinstance(compiled, bool):
+        raise TypeError(f"compiled must be True or False, got {compiled!r}")
     steer_names = {f.name for f in fields(SteerConfig) if f.init}
     cfg = (config or SteerConfig()).resolve(**{k: v for k, v in overrides.items() if k in steer_names})
     gen = with_overrides(
@@ -186,5 +216,5 @@ def generate(
     if toward is None:
         return Steerer(m, None).generate(prompts, gen)
     w = cfg.worlds(worlds)
-    neurons = select_units(cfg.select_spec(m, w, w.proposition(toward)))
+    neurons = select_units(cfg.select_spec(m, w, w.proposition(toward) if isinstance(toward, str) else toward))
     return Steerer(m, neurons, cfg.intervention, compiled=compiled).generate(prompts, gen)

@@ -62,11 +62,17 @@ class Template:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> Template:
         """A template read from an explicit file (one trailing newline is dropped)."""
+        from steer.artifacts import read_regular_bytes
+
         path = Path(path)
         try:
-            text = _decode(path.read_bytes(), path)
+            text = _decode(read_regular_bytes(path, "template file", limit=1 << 20), path)
         except OSError as e:
             raise PromptSetError(f"cannot read template file {path}: {e.strerror or e}") from None
+        except ValueError as e:
+            if isinstance(e, PromptSetError):
+                raise
+            raise PromptSetError(str(e)) from None
         return cls(path.stem, text[:-1] if text.endswith("\n") else text)
 
     @property

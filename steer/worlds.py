@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -162,7 +162,13 @@ class Worlds(WorldFields):
         source: str = "records",
         text_field: str | None = None,
     ) -> Worlds:
-        recs = [dict(r) for r in records]
+        if isinstance(records, (str, bytes, Mapping)) or not isinstance(records, (Sequence, Iterable)):
+            raise TypeError(f"records must be a list of dicts, got {type(records).__name__}")
+        recs = []
+        for i, r in enumerate(records):
+            if not isinstance(r, Mapping):
+                raise TypeError(f"record {i} must be a dict with a 'text' field, got {type(r).__name__}")
+            recs.append(dict(r))
         if text_field is not None:
             for i, r in enumerate(recs):
                 if text_field not in r:
@@ -182,6 +188,11 @@ class Worlds(WorldFields):
         """Worlds from a JSONL, CSV or TSV file (a header row names the fields), a local ``datasets`` directory,
         or a hub dataset name (``stanfordnlp/sst2``, optionally ``name:split``). ``n`` keeps n records: the
         first n, or a random sample of n when ``seed`` is given. ``text_field`` copies that field into ``text``."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a file path or a dataset name, got {type(path).__name__}")
+        for name, v in (("n", n), ("seed", seed)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ValueError(f"{name} must be a non-negative integer or None, got {v!r}")
         records, source = read_records(path)
         if n is not None:
             if n < 1 or n > len(records):

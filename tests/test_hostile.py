@@ -133,12 +133,15 @@ def test_cli_refuses_bad_coefficients_before_loading_anything(capsys, coeff, mes
     assert rc == 2 and message in err
 
 
-def _neuron_set(acts, worlds, tmp_path, change):
+def _neuron_set(acts, worlds, tmp_path, change, seal=True):
+    """A neuron set file changed by ``change`` and (``seal``) re-sealed, as a careful forger would."""
+    from steer.artifacts import sealed
+
     ns = acts.strength(worlds.proposition("label=positive")).top(3)
     d = ns.to_dict()
     change(d)
     p = tmp_path / "ns.json"
-    p.write_text(json.dumps(d))
+    p.write_text(json.dumps(sealed(d) if seal else d))
     return p
 
 
@@ -227,6 +230,11 @@ def test_a_recording_shard_of_the_wrong_shape_or_size_is_refused(acts, tmp_path)
     man = json.loads((tmp_path / "rec" / "manifest.json").read_text())
     man["width"] = 99
     (tmp_path / "rec" / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ArtifactMismatchError, match="checksum"):
+        steer.Activations.load(tmp_path / "rec")
+    from steer.artifacts import sealed
+
+    (tmp_path / "rec" / "manifest.json").write_text(json.dumps(sealed(man)))
     with pytest.raises(ArtifactMismatchError, match="shape"):
         steer.Activations.load(tmp_path / "rec")
     acts.save(tmp_path / "rec2")

@@ -135,7 +135,7 @@ def test_interrupted_recording_keeps_only_finished_shards(tiny_qwen, toy_records
             record(tiny_qwen, worlds, batch_size=2, shard_size=2, out=tmp_path / "rec", progress=False)
     [work] = list(tmp_path.iterdir())
     assert work.name.startswith(".rec.work-")
-    assert sorted(p.name for p in work.iterdir()) == ["shard-00000.done.json", "shard-00000.safetensors"]
+    assert sorted(p.name for p in work.iterdir()) == ["shard-00000.done.json", "shard-00000.safetensors", "work.json"]
 
 
 def test_layer_parsing():

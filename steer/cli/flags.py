@@ -45,6 +45,10 @@ positive_int = _checked(int, "an integer", lambda v: v >= 1, "be at least 1")
 nonneg_int = _checked(int, "an integer", lambda v: v >= 0, "be 0 or more")
 fraction = _checked(float, "a number", lambda v: 0 < v < 1, "be between 0 and 1 (exclusive)")
 finite_float = _checked(float, "a number", math.isfinite, "be a finite number")
+positive_float = _checked(float, "a number", lambda v: math.isfinite(v) and 0 < v <= 100, "be above 0 and at most 100")
+nonneg_float = _checked(float, "a number", lambda v: math.isfinite(v) and v >= 0, "be a finite number >= 0")
+share = _checked(float, "a number", lambda v: 0 < v <= 1, "be above 0 and at most 1")
+seed_int = _checked(int, "an integer", lambda v: 0 <= v < 2**63, "be from 0 to 2**63 - 1")
 
 # argparse types by a field's annotation (dataclass annotations are strings under `from __future__ import annotations`)
 _TYPES: dict[str, Callable[[str], Any]] = {
@@ -54,7 +58,8 @@ _TYPES: dict[str, Callable[[str], Any]] = {
     "float | None": finite_float,
     "str": str,
 }
-_FRACTIONS = {"alpha", "top_p"}
+_FRACTIONS = {"alpha"}
+_SPECIAL: dict[str, Callable[[str], Any]] = {"top_p": share, "temperature": positive_float, "seed": seed_int}
 _NONNEG = {"bootstrap", "bootstrap_seed"}
 
 
@@ -77,8 +82,11 @@ def config_flags(p: argparse.ArgumentParser, config: Any, names: Iterable[str] |
         default = getattr(config, name)
         flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
         text = help_of(f)
-        if f.type == "bool":
-            p.add_argument(flag, dest=name, action="store_const", const=not default, default=None, help=text)
+        if f.type == "bool":  # a switch that sets the opposite of the default
+            if default and not f.metadata.get("flag"):
+                flag = "--no-" + name.replace("_", "-")
+            switch = f.metadata.get("switch_help") or text
+            p.add_argument(flag, dest=name, action="store_const", const=not default, default=None, help=switch)
             continue
         kwargs: dict[str, Any] = {
             "dest": name,
@@ -93,7 +101,9 @@ def config_flags(p: argparse.ArgumentParser, config: Any, names: Iterable[str] |
         elif choices is not None:
             kwargs["choices"] = list(choices() if callable(choices) else choices)
         else:
-            kind = fraction if name in _FRACTIONS else nonneg_int if name in _NONNEG else _TYPES.get(str(f.type), str)
+            kind = _SPECIAL.get(name) or (
+                fraction if name in _FRACTIONS else nonneg_int if name in _NONNEG else _TYPES.get(str(f.type), str)
+            )
             kwargs["type"] = kind
         p.add_argument(flag, **kwargs)
 
@@ -106,7 +116,9 @@ def config_from(config: T, args: argparse.Namespace, **parsed: Any) -> T:
         if not f.init or (f.default is MISSING and f.default_factory is MISSING):
             continue
         value = parsed[f.name] if f.name in parsed else getattr(args, f.name, None)
-        if value is None:
+        if value is None or (
+            f.name == "layers" and f.name not in parsed
+        ):  # layers need the model: parsed by the caller
             continue
         if isinstance(value, str) and str(f.type).startswith("tuple"):
             value = tuple(v.strip() for v in value.split(",") if v.strip())
@@ -143,7 +155,7 @@ def worlds_flags(p: argparse.ArgumentParser, template: bool = True) -> None:
         t.add_argument("--template-file", default=None, help="a template read from this file")
     p.add_argument("--text-field", default=None, help="field holding the text, copied into {text} (e.g. sentence)")
     p.add_argument("--n-worlds", type=positive_int, default=None, help="use n records (the first n, or a sample)")
-    p.add_argument("--worlds-seed", type=int, default=None, help="sample the --n-worlds records with this seed")
+    p.add_argument("--worlds-seed", type=seed_int, default=None, help="sample the --n-worlds records with this seed")
 
 
 def load_worlds(args: argparse.Namespace, template: str | None = None) -> Worlds:

@@ -188,12 +188,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
+    from steer.artifacts import check_replaceable
     from steer.export import write_export
     from steer.fold import export_form
     from steer.neurons import NeuronSet
     from steer.steering import steering_neurons
 
     _configs(args, None)  # bad values fail before loading
+    folder = args.format != "control-vector"
+    check_replaceable(args.out, "--out", folder=folder)  # before any work: never replace what steer did not write
     if args.skip_layer_0 and args.drop_layer_0:
         raise ValueError("--skip-layer-0 selects units without layer 0; --drop-layer-0 is then not needed")
     model = load_model_for(args)

@@ -16,6 +16,7 @@ from steer.cli.flags import (
     load_model_for,
     load_worlds,
     model_flags,
+    nonneg_float,
     positive_int,
     results,
     worlds_flags,
@@ -80,7 +81,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--workers", type=positive_int, default=2, help="Ray actors, each loads the model once (default: 2)")
     r.add_argument("--address", default=None, help="the Ray cluster (auto, ray://HOST:10001); default: a local one")
-    r.add_argument("--num-gpus-per-worker", type=float, default=0, help="GPUs per Ray actor (default: 0, CPU)")
+    r.add_argument("--num-gpus-per-worker", type=nonneg_float, default=0, help="GPUs per Ray actor (default: 0, CPU)")
     r.add_argument(
         "--no-prefix-reuse",
         action="store_true",
@@ -213,8 +214,10 @@ def cmd_stability(args: argparse.Namespace) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> None:
+    from steer.artifacts import check_replaceable
     from steer.sites import parse_layers
 
+    check_replaceable(args.out, "--out")  # before any work: never replace what steer did not write
     worlds = load_worlds(args)
     if args.engine == "ray":
         from steer.distributed import record_ray
