@@ -23,7 +23,8 @@ from steer.interventions import RULES, Intervention
 from steer.losses import doxastic_loss, elementary_loss, reasons_difference
 from steer.models import Model, ModelLoadError, load_model
 from steer.network import Network
-from steer.neurons import NeuronSet, Strengths
+from steer.neurons import Strengths
+from steer.neuronset import NeuronSet
 from steer.plots import plot_stability, plot_strength_by_layer
 from steer.propositions import Proposition
 from steer.readers import PromptSetError

@@ -32,9 +32,10 @@ from tqdm.auto import tqdm
 
 from steer.activations import Activations, _finished_shard, _write_shard
 from steer.artifacts import check_replaceable, write_json_atomic
-from steer.record import finish_work, record_prompts, recording_extra, shard_inputs, work_dir, work_key
+from steer.record import record_prompts, shard_inputs
 from steer.sites import REDUCTIONS, hook_name, parse_layers, resolve_layers, site_width
 from steer.stream import WorldStream
+from steer.workdir import finish_work, recording_extra, work_dir, work_key
 from steer.worlds import Worlds
 
 KILL_ENV = "STEER_RAY_TEST_KILL_ONCE"  # tests: "SHARD:MARKER" makes the first actor to reach SHARD exit abruptly

@@ -49,7 +49,7 @@ from steer.fold import ExportError, SteeringExport, export_form, output_projecti
 if TYPE_CHECKING:
     from steer.interventions import Intervention
     from steer.models import Model
-    from steer.neurons import NeuronSet
+    from steer.neuronset import NeuronSet
 
 FORMATS: tuple[str, ...] = ("control-vector", "pt", "model")
 CONTROL_VECTOR_ARCH = "controlvector"
@@ -309,7 +309,7 @@ def export_steering(
         The path written.
     """
     from steer.models import Model
-    from steer.neurons import NeuronSet
+    from steer.neuronset import NeuronSet
 
     if not isinstance(model, Model):
         raise TypeError(f"model must be a steer Model (steer.load_model(...)), got {type(model).__name__}")

@@ -12,7 +12,8 @@ import torch
 
 from steer.activations import Activations
 from steer.artifacts import ArtifactMismatchError, check_replaceable, steer_made, write_json_atomic
-from steer.neurons import D_SCORES, NeuronSet, Strengths, Unit
+from steer.neurons import D_SCORES, Strengths
+from steer.neuronset import NeuronSet, Unit
 from steer.options import option
 from steer.plots import plot_stability, plot_strength_by_layer
 from steer.propositions import Proposition

@@ -43,7 +43,7 @@ from steer.version import __version__
 
 if TYPE_CHECKING:
     from steer.models import Model
-    from steer.neurons import NeuronSet
+    from steer.neuronset import NeuronSet
 
 POST_MLP_NORMS = ("post_feedforward_layernorm",)  # a norm between the MLP and the residual add (Gemma-2/3)
 

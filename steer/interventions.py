@@ -48,7 +48,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from steer.neurons import NeuronSet, Unit
+    from steer.neuronset import NeuronSet, Unit
 
 Direction = Literal["toward", "away"]
 DIRECTIONS: tuple[str, ...] = ("toward", "away")

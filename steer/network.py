@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from steer.activations import Activations
 from steer.artifacts import ArtifactMismatchError
 from steer.interventions import Intervention, neuron_edits
-from steer.neurons import NeuronSet
+from steer.neuronset import NeuronSet
 from steer.worlds import TensorWorlds
 
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {

@@ -15,7 +15,8 @@ from matplotlib.figure import Figure
 from steer.artifacts import atomic_file
 
 if TYPE_CHECKING:
-    from steer.neurons import NeuronSet, UnitScores
+    from steer.neurons import UnitScores
+    from steer.neuronset import NeuronSet
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:

@@ -23,7 +23,8 @@ import numpy as np
 from steer.activations import Activations
 from steer.artifacts import FORMAT_VERSION, ArtifactMismatchError, content_key
 from steer.cache import cache_dir
-from steer.neurons import NeuronSet, score_units
+from steer.neurons import score_units
+from steer.neuronset import NeuronSet
 from steer.record import record
 from steer.selection import SCORES
 from steer.sites import REDUCTIONS, SITES, format_layers, resolve_layers

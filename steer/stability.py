@@ -35,7 +35,7 @@ from steer.strength import Normalize, normalize_units
 
 if TYPE_CHECKING:
     from steer.activations import Activations
-    from steer.neurons import NeuronSet, Unit
+    from steer.neuronset import NeuronSet, Unit
     from steer.propositions import Proposition
 
 Candidate = TypeVar("Candidate", bound=Hashable)

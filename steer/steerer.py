@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from steer.models import Model
-    from steer.neurons import NeuronSet
+    from steer.neuronset import NeuronSet
 
 
 class SteeringHandle:
@@ -86,7 +86,7 @@ class Steerer:
         on_call: Callable[[str, int, int], None] | None = None,
     ):
         from steer.models import Model
-        from steer.neurons import NeuronSet
+        from steer.neuronset import NeuronSet
 
         if not isinstance(model, Model):
             raise TypeError(f"model must be a steer Model (steer.load_model(...)), got {type(model).__name__}")

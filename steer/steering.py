@@ -30,7 +30,7 @@ from steer.steerer import Steerer
 from steer.worlds import Worlds
 
 if TYPE_CHECKING:
-    from steer.neurons import NeuronSet
+    from steer.neuronset import NeuronSet
     from steer.propositions import Proposition
 
 

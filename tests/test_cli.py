@@ -6,7 +6,7 @@ import pytest
 
 from steer.activations import Activations
 from steer.cli import main
-from steer.neurons import NeuronSet
+from steer.neuronset import NeuronSet
 
 
 def test_find_end_to_end_on_bundled_model(bundled, tmp_path, capsys):

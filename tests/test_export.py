@@ -30,7 +30,8 @@ from steer.fold import ExportError, compile_steering, export_form
 from steer.generation import generate_text
 from steer.interventions import RULES
 from steer.models import check_device
-from steer.neurons import NeuronSet, score_units
+from steer.neurons import score_units
+from steer.neuronset import NeuronSet
 from steer.record import record
 from tests.conftest import labelled_corpus
 
@@ -193,7 +194,7 @@ def test_post_mlp_norm_architectures_are_refused(tiny_model, sets):
 
 
 def test_reader_refuses_what_llama_cpp_refuses(tmp_path):
-    from steer.models import bundled_gguf
+    from steer.weights import bundled_gguf
 
     with pytest.raises(ExportError, match="not a control vector"):
         read_control_vector(bundled_gguf())

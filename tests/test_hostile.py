@@ -443,7 +443,7 @@ def test_a_corrupted_cached_recording_is_rebuilt(tiny_qwen, worlds, capsys):
 
 def test_changed_cached_weights_are_detected(tmp_path):
     from steer.cache import file_sha256
-    from steer.models import _cached_weights_problem
+    from steer.weights import _cached_weights_problem
 
     d = tmp_path / "gguf-x"
     d.mkdir()
@@ -464,7 +464,7 @@ def test_changed_cached_weights_are_detected(tmp_path):
 def test_a_truncated_cached_model_is_rebuilt(bundled, monkeypatch, tmp_path, capsys):
     import shutil
 
-    import steer.models as models
+    import steer.weights as steer_weights
     from steer.cache import cache_dir
 
     src = cache_dir() / "models" / f"gguf-{bundled.provenance['sha256'][:20]}"
@@ -480,7 +480,7 @@ def test_a_truncated_cached_model_is_rebuilt(bundled, monkeypatch, tmp_path, cap
         shutil.rmtree(target)
         shutil.copytree(src, target)
 
-    monkeypatch.setattr(models, "_dequantize_gguf", rebuild)
+    monkeypatch.setattr(steer_weights, "_dequantize_gguf", rebuild)
     m = steer.load_model("bundled")
     assert calls and "truncated" in capsys.readouterr().err and m.n_layers == 30
 

@@ -145,7 +145,7 @@ def test_an_output_that_is_a_symlink_is_refused(tiny_qwen, worlds, ns, tmp_path)
 
 def _work(tiny_qwen, worlds, out: Path, **kw) -> Path:
     from steer.artifacts import content_key
-    from steer.record import work_key
+    from steer.workdir import work_key
 
     key = work_key(
         tiny_qwen.identity,
@@ -210,7 +210,7 @@ def test_a_shard_record_copied_from_other_work_is_not_trusted(acts, tmp_path):
 
 
 def test_work_folders_are_private_and_the_recording_is_not(tiny_qwen, worlds, tmp_path, monkeypatch):
-    from steer.record import work_dir
+    from steer.workdir import work_dir
 
     w = work_dir(tmp_path / "rec", {"k": 1})
     assert (w.stat().st_mode & 0o777) == 0o700 and (w / "work.json").is_file()
@@ -275,7 +275,7 @@ def _edit_keeping_size_and_mtime(path: Path, offset: int) -> None:
 
 def test_an_edit_that_keeps_size_and_mtime_is_detected_in_cached_weights(tmp_path):
     from steer.cache import file_sha256, hash_file
-    from steer.models import _cached_weights_problem
+    from steer.weights import _cached_weights_problem
 
     d = tmp_path / "gguf-x"
     d.mkdir()
@@ -289,7 +289,7 @@ def test_an_edit_that_keeps_size_and_mtime_is_detected_in_cached_weights(tmp_pat
 
 
 def test_a_model_folders_identity_covers_every_byte(tmp_path):
-    from steer.models import _dir_fingerprint
+    from steer.weights import dir_fingerprint as _dir_fingerprint
 
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(os.urandom(3 << 20))
@@ -660,7 +660,8 @@ def test_wrong_argument_types_name_the_argument(tiny_qwen, worlds, call, message
 
 
 def test_a_truncated_gguf_is_one_clear_line(tmp_path, capsys):
-    from steer.models import ModelLoadError, bundled_gguf
+    from steer.models import ModelLoadError
+    from steer.weights import bundled_gguf
 
     try:
         src = bundled_gguf()

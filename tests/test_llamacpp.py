@@ -26,7 +26,7 @@ import torch
 from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, SteerConfig, Steerer, Worlds, recording
 from steer.eval import vader_compound
 from steer.export import export_steering, read_control_vector
-from steer.models import bundled_gguf
+from steer.weights import bundled_gguf
 from steer.neurons import score_units
 
 pytestmark = pytest.mark.skipif(os.environ.get("STEER_LLAMACPP") != "1", reason="opt in with STEER_LLAMACPP=1")

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-import steer.models as models
+import steer.weights as weights
 from steer.models import ModelLoadError, load_model
 
 
@@ -49,7 +49,7 @@ def test_gguf_is_dequantized_once(bundled, monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("de-quantized a second time")
 
-    monkeypatch.setattr(models, "_dequantize_gguf", refuse)
+    monkeypatch.setattr(weights, "_dequantize_gguf", refuse)
     t = time.time()
     again = load_model("bundled")
     assert again.provenance["sha256"] == bundled.provenance["sha256"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from steer.artifacts import ArtifactMismatchError
-from steer.neurons import NeuronSet
+from steer.neuronset import NeuronSet
 from steer.record import record
 from steer.strength import doxastic_strength
 from steer.worlds import Worlds

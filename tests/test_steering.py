@@ -18,7 +18,7 @@ from steer.interventions import (
     register_rule,
     unit_tables,
 )
-from steer.neurons import NeuronSet, Unit
+from steer.neuronset import NeuronSet, Unit
 from steer.record import record
 from steer.steerer import Steerer
 from steer.worlds import Worlds

@@ -191,7 +191,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from steer.artifacts import check_replaceable
     from steer.export import write_export
     from steer.fold import export_form
-    from steer.neurons import NeuronSet
+    from steer.neuronset import NeuronSet
     from steer.steering import steering_neurons
 
     _configs(args, None)  # bad values fail before loading

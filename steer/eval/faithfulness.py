@@ -28,7 +28,7 @@ import torch
 
 from steer.eval.metrics import kl_divergence, rate
 from steer.interventions import Intervention
-from steer.neurons import NeuronSet
+from steer.neuronset import NeuronSet
 from steer.steerer import Steerer
 
 if TYPE_CHECKING:

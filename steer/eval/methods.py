@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from steer.interventions import Affine, Intervention, LayerEdit
-from steer.neurons import NeuronSet
+from steer.neuronset import NeuronSet
 from steer.steerer import Steerer
 
 if TYPE_CHECKING:
