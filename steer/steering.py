@@ -142,6 +142,7 @@ def generate(
     config: SteerConfig | None = None,
     generation: GenerationConfig | None = None,
     compiled: bool = False,
+    progress: bool = True,
     **overrides: Any,
 ) -> str: ...
 
@@ -158,6 +159,7 @@ def generate(
     config: SteerConfig | None = None,
     generation: GenerationConfig | None = None,
     compiled: bool = False,
+    progress: bool = True,
     **overrides: Any,
 ) -> list[str]: ...
 
@@ -173,6 +175,7 @@ def generate(
     config: SteerConfig | None = None,
     generation: GenerationConfig | None = None,
     compiled: bool = False,
+    progress: bool = True,
     **overrides: Any,
 ) -> str | list[str]:
     """Steered continuations of ``prompts`` toward a proposition of the world set.
@@ -188,6 +191,7 @@ def generate(
         config: which units and how to rewrite them (default :class:`SteerConfig`).
         generation: how to decode (default :class:`~steer.generation.GenerationConfig`).
         compiled: steer through the exported form (edited weights, no hooks; see :class:`~steer.steerer.Steerer`).
+        progress: show a progress bar when the units must be recorded first.
         **overrides: fields of either config, e.g. ``k=200, coeff=4, max_new_tokens=30, seed=1``.
 
     Returns:
@@ -216,5 +220,7 @@ def generate(
     if toward is None:
         return Steerer(m, None).generate(prompts, gen)
     w = cfg.worlds(worlds)
-    neurons = select_units(cfg.select_spec(m, w, w.proposition(toward) if isinstance(toward, str) else toward))
+    neurons = select_units(
+        cfg.select_spec(m, w, w.proposition(toward) if isinstance(toward, str) else toward), progress
+    )
     return Steerer(m, neurons, cfg.intervention, compiled=compiled).generate(prompts, gen)

@@ -63,11 +63,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _steer_flags(g)
     g.add_argument("--toward", default="positive", help="a label of the worlds (positive, negative...) or a predicate")
     g.add_argument("--samples", type=positive_int, default=1, help="continuations per prompt (seeds seed, seed+1, ...)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
 
     d = sub.add_parser("demo", help="the main job: find sentiment neurons, then steer a few prompts both ways")
     model_flags(d)
     _steer_flags(d)
     d.add_argument("--prompts", nargs="*", default=None, help="prompts to continue (default: a few of our own)")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
 
     x = sub.add_parser(
         "export",
@@ -132,7 +134,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
     for i in range(args.samples):
         seed = (gen.seed or 0) + i
         g = replace(gen, seed=seed)
-        plain = generate(args.prompt, toward=None, model=model, worlds=worlds, config=cfg, generation=g)
+        plain = generate(args.prompt, toward=None, model=model, worlds=worlds, config=cfg, generation=g, progress=False)
         steered = generate(
             args.prompt,
             toward=args.toward,
@@ -160,17 +162,31 @@ def cmd_demo(args: argparse.Namespace) -> None:
         f"model {model.name} ({model.n_layers} layers); worlds: {len(worlds)} from {worlds.source} "
         f"(template {worlds.template.name!r})"
     )
+    print(
+        f"units: the {cfg.k} {cfg.site.upper()} units with the largest {cfg.score} for each proposition and the "
+        f"{cfg.k} with the smallest (against it), over every layer; each world's activations averaged over its text"
+    )
     for label in ("positive", "negative"):
-        ns = steering_neurons(model, worlds, label, cfg)
+        ns = steering_neurons(model, worlds, label, cfg, progress=not args.quiet)
         shown = ns.head(5)
-        print(f"\n== top 5 of {ns.k} units FOR {label!r} (site {ns.site}, score {ns.score})")
+        print(f"\n== the 5 strongest of {ns.k} units FOR {label!r}")
         print(shown.table("for"))
-        print(f"== top 5 of {ns.k} units AGAINST {label!r}")
+        print(f"== the 5 strongest of {ns.k} units AGAINST {label!r}")
         print(shown.table("against"))
+    print(
+        f"\n(layer, unit: where the unit is; {cfg.score}: its strength for the proposition; mean m: its mean over all "
+        "worlds; mean A / mean ~A: on the worlds where the proposition holds / does not; std: over all worlds)"
+    )
     iv = cfg.intervention
     print(
-        f"\nsteering: rule {iv.rule_obj.name}, k {cfg.k}, coeff {iv.value:g}; "
-        f"{'sampled' if gen.do_sample else 'greedy'}, seed {gen.seed}"
+        f"\nsteering: rule {iv.rule_obj.name}"
+        + (
+            f" (each unit pushed by {iv.value:g} of its std)"
+            if iv.rule_obj.name == "additive"
+            else f", coeff {iv.value:g}"
+        )
+        + f"; {'sampled' if gen.do_sample else 'greedy'}, seed {gen.seed}."
+        + " VADER compound: -1 (negative) to +1 (positive)."
     )
     for prompt in args.prompts or DEMO_PROMPTS:
         outs = {
@@ -180,10 +196,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
             for t in (None, "positive", "negative")
         }
         scores = dict(zip(outs, vader_compound(list(outs.values()))))
-        print(f"\n>>> {prompt}")
+        print(f"\n>>> {prompt} ...")
         for t, text in outs.items():
             name = "unsteered" if t is None else f"toward {t}"
-            print(f"  {name:<17} (VADER {scores[t]:+.2f}): {text.strip()!r}")
+            body = " ".join(text.split()) or "(nothing)"
+            lines = textwrap.wrap(body, 88, initial_indent=" " * 4, subsequent_indent=" " * 4)
+            print(f"  {name} (VADER {scores[t]:+.2f}):")
+            print("\n".join(lines))
     print(f"\ndone in {time.time() - t0:.0f}s")
 
 
