@@ -36,6 +36,7 @@ from steer.steerer import Steerer
 from steer.steering import SteerConfig, generate, steering_neurons
 from steer.stream import WorldStream
 from steer.version import __version__
+from steer.viewer import view
 from steer.worlds import TensorWorlds, Worlds
 
 __all__ = [
@@ -78,4 +79,5 @@ __all__ = [
     "select_units",
     "steering_neurons",
     "trust_report",
+    "view",
 ]

@@ -1,4 +1,4 @@
-"""The `steer` command line: ``steer find | stability | record | generate | demo | export | eval``.
+"""The `steer` command line: ``steer find | stability | record | generate | demo | export | eval | view``.
 
 Every default lives in one place: the config dataclasses (:class:`steer.SteerConfig`,
 :class:`steer.GenerationConfig`, :class:`steer.find.FindConfig`, the harness's configs), whose fields carry their
@@ -13,7 +13,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from steer.cli import evaluate, steering, units
+from steer.cli import evaluate, steering, units, view
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "find": units.cmd_find,
@@ -23,6 +23,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "demo": steering.cmd_demo,
     "export": steering.cmd_export,
     "eval": evaluate.cmd_eval,
+    "view": view.cmd_view,
 }
 EXPECTED = (ValueError, OSError, RuntimeError, LookupError)  # what bad input and faults raise
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     units.add_parsers(sub)
     steering.add_parsers(sub)
     evaluate.add_parsers(sub)
+    view.add_parsers(sub)
     return parser
 
 
@@ -53,10 +55,23 @@ def describe(e: BaseException) -> str:
     return msg
 
 
+def quiet_libraries() -> None:
+    """No progress bars from the libraries underneath (loading weights, de-quantizing): with ``--quiet``, and when
+    stderr is not a terminal, where each redraw would be one more line in a log."""
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (2 with a one-line error for bad input and faults)."""
     args = build_parser().parse_args(argv)
     from steer.artifacts import Terminated, terminate_as_exception
+
+    if getattr(args, "quiet", False) or not sys.stderr.isatty():
+        quiet_libraries()
 
     try:
         with terminate_as_exception():
