@@ -257,7 +257,7 @@ def main(argv=None):
     budgets = tuple(float(b) for b in args.budgets.split(","))
     cfg = MatchedConfig(budgets=budgets, samples=size["samples"], max_evals=size["max_evals"], grid=size["grid"],
                         resamples=size["resamples"], max_new_tokens=args.max_new_tokens)
-    bench = Bench(model, scorers, dev, test, cfg, progress=False)
+    bench = Bench(model, scorers, dev, test, cfg, progress=True)  # a bar over the (method, target) jobs
     log(f"model {model.name}; unsteered dev ppl {bench.unsteered_dev_ppl():.2f}")
     shared = units(model, args.worlds, False)
     result = {"model": model.name, "provenance": model.provenance, "size": args.size, "sizes": size,
