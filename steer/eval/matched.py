@@ -326,8 +326,9 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
             f"{name} -> {t}": sorted(tr.values(), key=lambda r: r["knob"]) for (name, t), tr in bench.traces.items()
         },
     }
-    result["rows"] = read_rows(result)
-    result["comparisons"] = compare_all(result)
+    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}  # each curve bootstrapped once for rows and comparisons
+    result["rows"] = read_rows(result, memo)
+    result["comparisons"] = compare_all(result, memo)
     result["seconds"] = round(time.time() - t0, 1)
     return result
 

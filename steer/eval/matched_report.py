@@ -38,14 +38,23 @@ def _indices(result: dict[str, Any], target: str) -> tuple[np.ndarray, np.ndarra
     return idx, ida
 
 
-def _reads(result: dict[str, Any], key: str, budget: float) -> list[dict[str, Any]]:
-    """A curve read at ``budget`` in every resample (the same resamples for every method: paired)."""
+Reads = dict[tuple[str, float], list[dict[str, Any]]]
+
+
+def _reads(result: dict[str, Any], key: str, budget: float, memo: Reads | None = None) -> list[dict[str, Any]]:
+    """A curve read at ``budget`` in every resample (the same resamples for every method: paired); kept in ``memo``
+    so the rows and the comparisons of one result bootstrap each curve once."""
+    if memo is not None and (key, budget) in memo:
+        return memo[(key, budget)]
     target = key.rsplit(" -> ", 1)[1]
     idx, ida = _indices(result, target)
     curve = result["curves"][key]
-    return [
+    reads = [
         read_curve(curve, result["unsteered"], budget, i, None if ida is None else ida[r]) for r, i in enumerate(idx)
     ]
+    if memo is not None:
+        memo[(key, budget)] = reads
+    return reads
 
 
 def _knobless_ratio(result: dict[str, Any], key: str) -> float:
@@ -78,7 +87,7 @@ def _knobless_success(
     return out
 
 
-def read_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+def read_rows(result: dict[str, Any], memo: Reads | None = None) -> list[dict[str, Any]]:
     """One row per method x budget x target (a knob-less method: per target, at its only setting), with its reading
     at the budget and a bootstrap interval per scorer and opening kind."""
     rows = []
@@ -112,7 +121,7 @@ def read_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "dev_ratio": dev[str(b)]["ratio"],
             }
             if point["reached"]:
-                boot = [r["success"] if r["reached"] else {} for r in _reads(result, key, b)]
+                boot = [r["success"] if r["reached"] else {} for r in _reads(result, key, b, memo)]
                 row.update(knob=point["knob"], ratio=b, success=_success_table(point["success"], boot, curve))
             else:
                 row.update(
@@ -133,7 +142,7 @@ def _success_table(point: dict[str, float], boot: Sequence[dict[str, float]], cu
     return out
 
 
-def compare_all(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def compare_all(result: dict[str, Any], memo: Reads | None = None) -> dict[str, list[dict[str, Any]]]:
     """Every pair of methods at every budget, per target, scorer and opening kind: the paired bootstrap difference,
     its p-value adjusted by Holm over the comparisons at that budget, and a verdict (``first`` against ``second``)."""
     names = list(dict.fromkeys(c["method"] for c in result["curves"].values()))
@@ -153,7 +162,7 @@ def compare_all(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                         _knobless_success(result, key, i, None if ida is None else ida[r]) for r, i in enumerate(idx)
                     ]
                 elif read_curve(result["curves"][key], result["unsteered"], b)["reached"]:
-                    reads[n] = [r["success"] if r["reached"] else {} for r in _reads(result, key, b)]
+                    reads[n] = [r["success"] if r["reached"] else {} for r in _reads(result, key, b, memo)]
             for i, first in enumerate(names):
                 for second in names[i + 1 :]:
                     if first not in reads or second not in reads or (first in knobless and second in knobless):
@@ -166,7 +175,8 @@ def compare_all(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
                         if not read_curve(curve, result["unsteered"], cost)["reached"]:
                             continue
                         at_cost = [
-                            r["success"] if r["reached"] else {} for r in _reads(result, f"{other} -> {target}", cost)
+                            r["success"] if r["reached"] else {}
+                            for r in _reads(result, f"{other} -> {target}", cost, memo)
                         ]
                         xs, ys = (reads[kl], at_cost) if first == kl else (at_cost, reads[kl])
                     for k in sorted(set(xs[0]) | set(ys[0])):
