@@ -11,9 +11,12 @@ register and both sentiments (seeded). The protocol (steer/eval/matched.py):
 - intervals and verdicts: a bootstrap over test openings (all samples of an opening together), paired between
   methods, Holm-corrected over every comparison of a table.
 
-No method's variant is chosen on dev (no winner's curse): neuron steering is the library default (rank-D, k=500,
-additive), CAA runs at every layer and at the middle layer (fixed, not searched), PCA of contrast pairs at every
-layer; the peers are random units (same k), prompting (an instruction; a sentiment prefix) and self-conditioning.
+No method's variant is chosen on dev (no winner's curse): each row is one method as the library or its recipe
+defines it. Neuron steering is the library default (rank-D, k=500, additive); linear transport (Linear-AcT maps fitted
+per unit from the worlds) runs on the same units and, as AcT does, on every MLP unit of every layer (fitted at once);
+CAA runs at every layer and at the middle layer (fixed, not searched), PCA of contrast pairs at every layer; the
+other peers are random units (same k), prompting (an instruction; a sentiment prefix) and self-conditioning.
+``--methods`` runs some of them (the table's Holm family is then those rows' comparisons).
 
 Stages (``--stage all`` runs both):
 
@@ -45,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steer import DEFAULT_PROMPT_SET, RecordSpec, Worlds, load_model, recording
+from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, Worlds, load_model, recording
 from steer.eval import (
     Bench,
     BenchPrompts,
@@ -62,10 +65,10 @@ from steer.eval import (
 )
 from steer.eval.matched import search_spread
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
-from steer.eval.methods import Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
+from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
 from steer.models import versions
-from steer.neurons import score_units
+from steer.neurons import score_units, with_transport
 from steer.resources import PROMPTS_DIR
 from steer.version import __version__
 
@@ -86,13 +89,19 @@ SIZES = {
 
 def thirds(n_layers):
     a, b = n_layers // 3, 2 * n_layers // 3
-    groups = {"early": list(range(0, a)), "middle": list(range(a, b)), "late": list(range(b, n_layers))}
+    groups = {"early": list(range(a)), "middle": list(range(a, b)), "late": list(range(b, n_layers))}
     return {g: layers for g, layers in groups.items() if layers}
 
 
-def neuron_method(name, scores, k, layers=None, kind="neurons", info=None):
+def neuron_method(name, scores, k, layers=None, kind="neurons", info=None, rule="additive", knob=COEFF, shared=None):
+    """Neuron steering of the top k for and against each target's proposition under ``rule`` (a transport rule
+    takes its fits from ``shared``'s recording)."""
     by = {t: (s if layers is None else s.restrict(layers)) for t, s in scores.items()}
-    return NeuronSteering(name, [], kind, info or {}, sets={t: s.top(k) for t, s in by.items()})
+    sets = {t: s.top(k) for t, s in by.items()}
+    if rule.endswith("transport"):
+        sets = {t: with_transport(ns, shared["acts"], shared["props"][t]) for t, ns in sets.items()}
+    return NeuronSteering(name, [], kind, {"rule": rule, **(info or {})}, knob, sets=sets,
+                          intervention=Intervention(rule))
 
 
 def contrast_states(model, pairs, progress):
@@ -119,6 +128,13 @@ def build(model, shared, progress):
     worlds, acts, props, rank = shared["worlds"], shared["acts"], shared["props"], shared["rank"]
     k = min(500, acts.X.shape[1] * acts.X.shape[2] // 2)
     neurons = neuron_method(f"neurons (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k})
+    lam = Knob(1.0, 0.02, 32.0)
+    transport = neuron_method(f"linear transport (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k},
+                              rule="linear-transport", knob=lam, shared=shared)
+    every = acts.X.shape[1] * acts.X.shape[2] // 2  # half for, half against: every unit of every layer
+    act_all = neuron_method("linear transport, every MLP unit (AcT, fitted at once)", rank, every,
+                            info={"score": "none (all units)", "k": "all"}, rule="linear-transport",
+                            knob=Knob(0.3, 0.005, 4.0), shared=shared)
     random = NeuronSteering(f"random units (k={k})", [], "control", {"k": k},
                             sets={t: rank[t].random(k, seed=i) for i, t in enumerate(TARGETS)})
     L = model.n_layers
@@ -141,7 +157,8 @@ def build(model, shared, progress):
                                 {"site": "mlp"}, experts=experts, site="mlp")
     prompting = Prompting("prompting: instruction", [], "baseline", {"instruction": Prompting.instruction})
     prefix = PromptPrefix("prompting: sentiment prefix", [], "baseline", {})
-    return [neurons, random, caa_mid, caa_all, pca, prompting, prefix, selfcond]
+    return {"neurons": neurons, "transport": transport, "act-all": act_all, "random": random, "caa-mid": caa_mid,
+            "caa-all": caa_all, "pca": pca, "prompting": prompting, "prefix": prefix, "self-conditioning": selfcond}
 
 
 def k_stage(model, bench, size, shared, other, log):
@@ -232,6 +249,8 @@ def main(argv=None):
     ap.add_argument("--other-score", default="zscore-D", help="the k-curve's second selection score")
     ap.add_argument("--search-spread", type=int, default=None, metavar="SEED",
                     help="search every method's 1.5x setting again with this sampling seed and report the spread")
+    ap.add_argument("--methods", default="all", help="comma-separated methods of the table, or all (see build())")
+    ap.add_argument("--grid", type=int, default=None, help="test settings per method and target (default: size's)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -240,6 +259,8 @@ def main(argv=None):
     for key in ("n_dev", "n_test", "n_opposite"):
         if getattr(args, key) is not None:
             size[key] = getattr(args, key)
+    if args.grid is not None:
+        size["grid"] = args.grid
     if args.ks:
         size["ks"] = tuple(int(k) for k in args.ks.split(","))
     model = load_model(args.model)
@@ -266,7 +287,12 @@ def main(argv=None):
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, torch {torch.__version__}",
               "steer_version": __version__, "plots": {}}
     if args.stage in ("all", "table"):
-        methods = build(model, shared, False)
+        every = build(model, shared, False)
+        names = list(every) if args.methods == "all" else args.methods.split(",")
+        unknown = [n for n in names if n not in every]
+        if unknown:
+            sys.exit(f"steering_bench: unknown method(s) {unknown}; use 'all' or some of {', '.join(every)}")
+        methods = [every[n] for n in names]
         log(f"methods: {[m.name for m in methods]}")
         table = matched_eval(bench, methods)
         result["table"] = table

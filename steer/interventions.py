@@ -21,7 +21,17 @@ rule                  rewrite (with the push sign defined above)
 ``mean-ablate``       every selected unit a' = m (direction-free: removes what the units carry).
 ``additive``          a' = a + alpha*sigma*sign; alpha = coeff.
 ``clamp``             a' = target + alpha*(target - m), target = the unit's mean on the target side; alpha = coeff.
+``mean-transport``    a' = a + lam*(mu_t - mu_s): the source side's mean moved onto the target side's (a shift).
+``gaussian-transport`` a' = (1 - lam)*a + lam*(w*a + b), w = sigma_t/sigma_s, b = mu_t - w*mu_s.
+``linear-transport``  the same blend with (w, b) fitted on the rank-paired values of the two sides (Linear-AcT).
+``linear-transport-support``  linear transport only where a lies in the source side's range (not affine: no
+                      export, no compiled steering).
 ====================  ==========================================================================================
+
+For the transport rules the *source* side is the worlds outside A when pushing toward A and A when pushing away,
+the *target* side the other one; lam = coeff (1: the fitted map itself; 0: the identity). They need the transport
+statistics a neuron set carries since 0.3.1 (:func:`steer.neurons.with_transport`); the rules themselves live in
+:mod:`steer.rules`.
 
 A new rule is a subclass of :class:`Rule` with a ``name``, a ``default_coeff`` and an :meth:`Rule.affine` (or,
 for a rule that is not affine, :meth:`Rule.rewrite`), added with :func:`register_rule`.
@@ -41,11 +51,21 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from steer.rules import (  # noqa: F401 - the rule vocabulary is part of this module's interface
+    RULES,
+    Affine,
+    NoTransportStatsError,
+    Rule,
+    UnitTable,
+    get_rule,
+    register_rule,
+)
 
 if TYPE_CHECKING:
     from steer.neuronset import NeuronSet, Unit
@@ -55,144 +75,6 @@ DIRECTIONS: tuple[str, ...] = ("toward", "away")
 APPLY_TO: tuple[str, ...] = ("all", "prompt", "generated", "last-prompt")
 MAX_COEFF = 1000.0  # far beyond any useful push (the defaults are 1-20); larger values only destroy the text
 HookFn = Callable[..., Tensor]
-
-
-@dataclass(frozen=True)
-class UnitTable:
-    """The units of one layer to rewrite, oriented for one direction, with what a rule needs (all [k])."""
-
-    index: Int[Tensor, " k"]  # unit indices
-    sign: Float[Tensor, " k"]  # +1: the unit speaks for where we push; -1: against it
-    mean: Float[Tensor, " k"]  # m, the mean over all worlds
-    mean_target: Float[Tensor, " k"]  # mean on A (toward) or on A^c (away)
-    std: Float[Tensor, " k"]
-
-
-@dataclass(frozen=True)
-class Affine:
-    """A per-unit affine rewrite a' = scale * a + shift (float32 [k] each)."""
-
-    scale: Float[Tensor, " k"]
-    shift: Float[Tensor, " k"]
-
-    @property
-    def is_shift(self) -> bool:
-        """True when every scale is 1: the rewrite only adds a constant (a control vector)."""
-        return bool((self.scale == 1).all())
-
-    @property
-    def is_constant(self) -> bool:
-        """True when every scale is 0: the rewrite writes constants."""
-        return bool((self.scale == 0).all())
-
-    def apply(self, a: Float[Tensor, "... k"]) -> Float[Tensor, "... k"]:
-        """The rewritten values (units on the last axis); a unit with scale 0 gets exactly its shift."""
-        s, t = self.scale.to(a.device), self.shift.to(a.device)
-        return torch.where(s == 0, t, a * s + t)
-
-
-class Rule:
-    """How a rule rewrites the units of one layer; subclass it and :func:`register_rule` the instance."""
-
-    name: ClassVar[str] = ""
-    default_coeff: ClassVar[float] = 1.0
-
-    def affine(self, units: UnitTable, coeff: float) -> Affine | None:
-        """The rule's per-unit affine form at ``coeff``, or None for a rule that is not affine.
-
-        Args:
-            units: the layer's units, oriented for the direction of the push.
-            coeff: the rule's coefficient (never 0 here: 0 is the identity, handled by the caller).
-
-        Returns:
-            ``Affine(scale, shift)`` with one entry per unit, or None.
-        """
-        return None
-
-    def rewrite(self, a: Float[Tensor, "... k"], units: UnitTable, coeff: float) -> Float[Tensor, "... k"]:
-        """The new values of the units (same shape as ``a``, units on the last axis)."""
-        form = self.affine(units, coeff)
-        if form is None:
-            raise NotImplementedError(f"rule {self.name!r} defines neither affine() nor rewrite()")
-        return form.apply(a)
-
-    def __repr__(self) -> str:
-        return f"<rule {self.name} (default coeff {self.default_coeff:g})>"
-
-
-class PaperRule(Rule):
-    name = "paper"
-    default_coeff = 5.0
-
-    def affine(self, units: UnitTable, coeff: float) -> Affine:
-        return Affine(torch.where(units.sign < 0, -coeff, 0.0), units.mean.clone())
-
-
-class ScaleRule(Rule):
-    name = "scale"
-    default_coeff = 2.0
-
-    def affine(self, units: UnitTable, coeff: float) -> Affine:
-        return Affine(torch.zeros_like(units.mean), torch.where(units.sign > 0, coeff * units.mean, units.mean))
-
-
-class MeanAblateRule(Rule):
-    name = "mean-ablate"
-    default_coeff = 1.0
-
-    def affine(self, units: UnitTable, coeff: float) -> Affine:
-        return Affine(torch.zeros_like(units.mean), units.mean.clone())
-
-
-class AdditiveRule(Rule):
-    name = "additive"
-    default_coeff = 3.0
-
-    def affine(self, units: UnitTable, coeff: float) -> Affine:
-        return Affine(torch.ones_like(units.mean), coeff * units.std * units.sign)
-
-
-class ClampRule(Rule):
-    name = "clamp"
-    default_coeff = 1.0
-
-    def affine(self, units: UnitTable, coeff: float) -> Affine:
-        target = units.mean_target
-        return Affine(torch.zeros_like(target), target + coeff * (target - units.mean))
-
-
-RULES: dict[str, Rule] = {}
-
-
-def register_rule(rule: Rule, replace: bool = False) -> Rule:
-    """Make ``rule`` available by its name everywhere a rule is named (API, CLI choices, configs).
-
-    Args:
-        rule: an instance of a :class:`Rule` subclass with a non-empty ``name``.
-        replace: allow replacing a registered rule of the same name.
-
-    Returns:
-        The rule.
-    """
-    if not isinstance(rule, Rule) or not rule.name:
-        raise TypeError("register an instance of a Rule subclass that sets `name`")
-    if rule.name in RULES and not replace:
-        raise ValueError(f"a rule named {rule.name!r} is already registered (pass replace=True)")
-    RULES[rule.name] = rule
-    return rule
-
-
-for _rule in (PaperRule(), ScaleRule(), MeanAblateRule(), AdditiveRule(), ClampRule()):
-    register_rule(_rule)
-
-
-def get_rule(rule: str | Rule) -> Rule:
-    """A registered rule by name (a Rule instance is returned as it is)."""
-    if isinstance(rule, Rule):
-        return rule
-    if rule not in RULES:
-        raise ValueError(f"unknown rule {rule!r}; use one of {', '.join(RULES)}")
-    return RULES[rule]
 
 
 @dataclass(frozen=True)
@@ -267,19 +149,38 @@ class LayerEdit:
 
 
 def unit_tables(units_for: Iterable[Unit], units_against: Iterable[Unit], direction: Direction) -> dict[int, UnitTable]:
-    """Group a neuron set's units by layer, oriented for ``direction``. A unit in both lists keeps 'for'."""
+    """Group a neuron set's units by layer, oriented for ``direction``. A unit in both lists keeps 'for'.
+
+    The transport statistics are filled when every unit of the layer has them (source side: A^c toward, A away)."""
     toward = direction == "toward"
-    rows: dict[int, dict[int, tuple[float, float, float, float]]] = {}
+    rows: dict[int, dict[int, tuple[float, ...]]] = {}
+    fits: dict[int, dict[int, tuple[float, ...] | None]] = {}
     for role, units in ((-1.0, units_against), (1.0, units_for)):
         for u in units:
             push = role if toward else -role
             rows.setdefault(u.layer, {})[u.index] = (push, u.mean, u.mean_a if toward else u.mean_c, u.std)
+            fits.setdefault(u.layer, {})[u.index] = _source_target(u, toward)
     tables = {}
     for layer, by_index in sorted(rows.items()):
         idx = sorted(by_index)
         sign, mean, target, std = (torch.tensor(c, dtype=torch.float32) for c in zip(*(by_index[i] for i in idx)))
-        tables[layer] = UnitTable(torch.tensor(idx, dtype=torch.long), sign, mean, target, std)
+        extra: dict[str, Tensor] = {}
+        layer_fits = [fits[layer][i] for i in idx]
+        if all(f is not None for f in layer_fits):
+            names = ("mean_source", "std_source", "std_target", "lo_source", "hi_source", "w", "b")
+            cols = zip(*layer_fits)
+            extra = {n: torch.tensor(c, dtype=torch.float64) for n, c in zip(names, cols)}
+        tables[layer] = UnitTable(torch.tensor(idx, dtype=torch.long), sign, mean, target, std, **extra)
     return tables
+
+
+def _source_target(u: Unit, toward: bool) -> tuple[float, ...] | None:
+    """(source mean, source std, target std, source lo, source hi, w, b) of a unit, or None without transport."""
+    if u.w_a is None:
+        return None
+    if toward:  # A^c onto A
+        return (u.mean_c, u.std_c, u.std_a, u.lo_c, u.hi_c, u.w_a, u.b_a)  # type: ignore[return-value]
+    return (u.mean_a, u.std_a, u.std_c, u.lo_a, u.hi_a, u.w_c, u.b_c)  # type: ignore[return-value]
 
 
 def neuron_edits(neurons: NeuronSet, intervention: Intervention) -> dict[int, LayerEdit]:

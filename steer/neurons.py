@@ -259,3 +259,49 @@ def score_units(
         mask = torch.as_tensor(np.asarray(proposition.mask))
         values = selection.ap_score(X.reshape(n, n_layers * width), mask).reshape(n_layers, width)
     return base.rescored(values, score)
+
+
+def with_transport(neurons: NeuronSet, acts: ShardSource, proposition: Proposition) -> NeuronSet:
+    """The neuron set with the transport statistics of every unit, from the recording it was selected on: per side
+    (A and A^c) the std and range, and the linear-transport fits of the map onto A and onto A^c
+    (:mod:`steer.transport`). Only the selected units' columns are read (shard by shard).
+
+    Args:
+        neurons: a set selected from ``acts`` (same site and layers).
+        acts: the recording.
+        proposition: the proposition the set was selected for (over the recording's worlds).
+
+    Returns:
+        A new neuron set; ``extra["transport"]`` says how the statistics were made.
+    """
+    from steer.transport import linear_fit, side_stats
+
+    mask = torch.as_tensor(np.asarray(proposition.mask), dtype=torch.bool)
+    if mask.shape[0] != acts.n_worlds:
+        raise ValueError(f"proposition {proposition.name!r} has {mask.shape[0]} worlds, the recording {acts.n_worlds}")
+    if neurons.site != acts.site:
+        raise ValueError(f"the neuron set is at site {neurons.site!r}, the recording at {acts.site!r}")
+    if int(mask.sum()) < 2 or int((~mask).sum()) < 2:
+        raise ValueError(f"proposition {proposition.name!r} needs at least two worlds in it and two outside it")
+    units = neurons.units_for + neurons.units_against
+    missing = sorted({u.layer for u in units} - set(acts.layers))
+    if missing:
+        raise ValueError(f"the neuron set has layer(s) {missing} the recording does not have ({acts.layers})")
+    lj = torch.tensor([acts.layers.index(u.layer) for u in units])
+    ui = torch.tensor([u.index for u in units])
+    cols = torch.cat([shard[:, lj, ui].double() for shard in acts.iter_shards()])  # [worlds, units]
+    on_a, on_c = cols[mask], cols[~mask]
+    sa, sc = side_stats(on_a), side_stats(on_c)
+    (w_a, b_a), (w_c, b_c) = linear_fit(on_c, on_a), linear_fit(on_a, on_c)
+    stats = torch.stack([sa.std, sc.std, sa.lo, sa.hi, sc.lo, sc.hi, w_a, b_a, w_c, b_c], 1).tolist()
+    fields = ("std_a", "std_c", "lo_a", "hi_a", "lo_c", "hi_c", "w_a", "b_a", "w_c", "b_c")
+    new = [replace(u, **dict(zip(fields, row))) for u, row in zip(units, stats)]
+    n = len(neurons.units_for)
+    extra = {
+        **neurons.extra,
+        "transport": {
+            "fit": "per side std and range; linear map by least squares on rank-paired values (1-D OT)",
+            "worlds": {"A": int(mask.sum()), "not A": int((~mask).sum())},
+        },
+    }
+    return replace(neurons, units_for=new[:n], units_against=new[n:], extra=extra)

@@ -43,6 +43,26 @@ class Unit:
     std: float
     mean_a: float  # mean on A
     mean_c: float  # mean on A^c
+    # transport statistics (None in a set made without them, before 0.3.1): std and range on A and on A^c, and the
+    # linear-transport fits (rank-paired least squares) of the map onto A (from A^c: w_a, b_a) and onto A^c (w_c, b_c)
+    std_a: float | None = None
+    std_c: float | None = None
+    lo_a: float | None = None
+    hi_a: float | None = None
+    lo_c: float | None = None
+    hi_c: float | None = None
+    w_a: float | None = None
+    b_a: float | None = None
+    w_c: float | None = None
+    b_c: float | None = None
+
+    @property
+    def transport(self) -> tuple[float | None, ...]:
+        """The transport statistics, in field order."""
+        return tuple(getattr(self, f) for f in TRANSPORT_FIELDS)
+
+
+TRANSPORT_FIELDS = ("std_a", "std_c", "lo_a", "hi_a", "lo_c", "hi_c", "w_a", "b_a", "w_c", "b_c")
 
 
 @dataclass
@@ -98,8 +118,17 @@ class NeuronSet:
                 if u.std < 0:
                     problems.append(f"unit {side} ({u.layer}, {u.index}) has a negative std {u.std:g}")
                     break
+                problem = _transport_problem(u)
+                if problem:
+                    problems.append(f"unit {side} ({u.layer}, {u.index}) {problem}")
+                    break
         if problems:
             raise ArtifactMismatchError(f"invalid neuron set: {'; '.join(problems)}")
+
+    @property
+    def has_transport(self) -> bool:
+        """True when every unit carries the transport statistics the transport rules need."""
+        return all(u.w_a is not None for u in self.units_for + self.units_against)
 
     def check_compatible(self, model: Model | Mapping[str, Any], site: str | None = None) -> None:
         """Raise ArtifactMismatchError unless made with this model (a Model or its identity dict) and site, and
@@ -203,3 +232,21 @@ class NeuronSet:
         if model is not None:
             ns.check_compatible(model)
         return ns
+
+
+def _transport_problem(u: Unit) -> str | None:
+    """What is wrong with a unit's transport statistics (all or none, finite, std >= 0, lo <= hi), or None."""
+    values = u.transport
+    if all(v is None for v in values):
+        return None
+    if any(v is None for v in values):
+        return "has only some of its transport statistics"
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return f"has a non-finite transport statistic {values}"
+    assert u.std_a is not None and u.std_c is not None and u.lo_a is not None and u.hi_a is not None
+    assert u.lo_c is not None and u.hi_c is not None
+    if u.std_a < 0 or u.std_c < 0:
+        return f"has a negative std on a side ({u.std_a:g}, {u.std_c:g})"
+    if u.lo_a > u.hi_a or u.lo_c > u.hi_c:
+        return "has a side whose range has lo > hi"
+    return None

@@ -23,7 +23,7 @@ import numpy as np
 from steer.activations import Activations
 from steer.artifacts import FORMAT_VERSION, ArtifactMismatchError, content_key
 from steer.cache import cache_dir
-from steer.neurons import score_units
+from steer.neurons import score_units, with_transport
 from steer.neuronset import NeuronSet
 from steer.record import record
 from steer.selection import SCORES
@@ -107,6 +107,7 @@ class SelectSpec:
             "mask": hashlib.sha256(np.packbits(mask).tobytes() + str(mask.size).encode()).hexdigest(),
             "score": self.score,
             "k": self.k,
+            "transport": 1,  # the sets carry transport statistics (0.3.1): sets cached before are selected again
         }
 
     def describe(self) -> str:
@@ -184,7 +185,7 @@ def select_units(spec: SelectSpec, progress: bool = True) -> NeuronSet:
             ns = None  # stale: computed again below
     if ns is None:
         acts = recording(spec.recording, progress)
-        ns = score_units(acts, spec.proposition, spec.score).top(spec.k)
+        ns = with_transport(score_units(acts, spec.proposition, spec.score).top(spec.k), acts, spec.proposition)
         ns.extra["cache_key"] = full_key
         path.unlink(missing_ok=True)  # a stale entry of the cache (steer's own): replaced
         ns.save(path)

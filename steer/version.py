@@ -1,3 +1,3 @@
 """The library version, written into every artifact's provenance."""
 
-__version__ = "0.3.0"
+__version__ = "0.3.1"

@@ -30,15 +30,18 @@ from steer.fold import ExportError, compile_steering, export_form
 from steer.generation import generate_text
 from steer.interventions import RULES
 from steer.models import check_device
-from steer.neurons import score_units
+from steer.neurons import score_units, with_transport
 from steer.neuronset import NeuronSet
 from steer.record import record
 from tests.conftest import labelled_corpus
 
 TOL = 1e-4
 PROMPTS = ["the film was great and the food", "a quiet morning", "awful service, cold soup"]
-COEFF = {"additive": 20.0, "paper": 3.0, "scale": 3.0, "mean-ablate": 1.0, "clamp": 2.0}
-CASES = [("mlp", rule, d) for rule in RULES for d in ("toward", "away")] + [
+COEFF = {"additive": 20.0, "paper": 3.0, "scale": 3.0, "mean-ablate": 1.0, "clamp": 2.0, "mean-transport": 8.0,
+         "gaussian-transport": 8.0, "linear-transport": 8.0}
+SHIFTS = ("additive", "mean-transport")  # rules that only add a constant: a control vector, no weights edited
+NOT_AFFINE = ("linear-transport-support",)
+CASES = [("mlp", rule, d) for rule in RULES if rule not in NOT_AFFINE for d in ("toward", "away")] + [
     ("resid", "additive", d) for d in ("toward", "away")
 ]
 
@@ -50,7 +53,8 @@ def sets(tiny_model):
     out = {}
     for site in ("mlp", "resid"):
         acts = record(tiny_model, w, site=site, layers=[1, 2], reduce="mean", progress=False)
-        out[site] = acts.strength(w.proposition(label="positive"), normalize="zscore").top(k=5)
+        prop = w.proposition(label="positive")
+        out[site] = with_transport(acts.strength(prop, normalize="zscore").top(k=5), acts, prop)
     return out
 
 
@@ -80,7 +84,7 @@ def test_exported_forms_equal_hook_steering(tiny_model, sets, tmp_path, site, ru
         hooked = logits(tiny_model, ids, mask)
     assert relative_error(hooked[real], base[real]) > 1e-3  # the steering does something
     form = export_form(tiny_model, ns, Intervention(rule, coeff, direction=direction))
-    assert form.changes_weights == (rule != "additive")
+    assert form.changes_weights == (rule not in SHIFTS)
     with compile_steering(tiny_model, form):
         compiled = logits(tiny_model, ids, mask)
     assert relative_error(compiled[real], hooked[real]) < TOL
