@@ -41,7 +41,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -63,13 +63,14 @@ from steer.eval import (
     matched_table,
     plot_k_curve,
 )
-from steer.eval.matched import search_spread
+from steer.eval.matched import merge_tables, search_spread
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
 from steer.models import versions
 from steer.neurons import score_units, with_transport
 from steer.resources import PROMPTS_DIR
+from steer.trained_maps import TrainConfig, train_maps
 from steer.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,43 +123,69 @@ def units(model, worlds_path, progress):
     return {"worlds": worlds, "acts": acts, "props": props, "rank": rank}
 
 
-def build(model, shared, progress):
-    """Every method of the table, with no choice made among variants (each method as the library or its recipe
-    defines it)."""
+def build(model, shared, progress, names, extra):
+    """The methods ``names`` of the table (each built only when asked for), with no choice made among variants
+    (each method as the library or its recipe defines it). What building cost is added to ``extra``."""
     worlds, acts, props, rank = shared["worlds"], shared["acts"], shared["props"], shared["rank"]
     k = min(500, acts.X.shape[1] * acts.X.shape[2] // 2)
-    neurons = neuron_method(f"neurons (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k})
-    lam = Knob(1.0, 0.02, 32.0)
-    transport = neuron_method(f"linear transport (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k},
-                              rule="linear-transport", knob=lam, shared=shared)
-    every = acts.X.shape[1] * acts.X.shape[2] // 2  # half for, half against: every unit of every layer
-    act_all = neuron_method("linear transport, every MLP unit (AcT, fitted at once)", rank, every,
-                            info={"score": "none (all units)", "k": "all"}, rule="linear-transport",
-                            knob=Knob(0.3, 0.005, 4.0), shared=shared)
-    random = NeuronSteering(f"random units (k={k})", [], "control", {"k": k},
-                            sets={t: rank[t].random(k, seed=i) for i, t in enumerate(TARGETS)})
     L = model.n_layers
-    resid = recording(RecordSpec(model, worlds, "resid", "mean", tuple(range(L))), progress)
-    vectors = residual_vectors({t: resid.strength(p).stats for t, p in props.items()})  # [layers, d] per target
     mid = L // 2
-    caa_mid = ResidualVector(f"CAA, layer {mid} (the middle, fixed)", [], "baseline", {"layer": mid},
-                             Knob(2.0, 0.01, 64.0), vectors={t: v[mid] for t, v in vectors.items()}, layers=(mid,))
-    caa_all = ResidualVector("CAA, all layers", [], "baseline", {"layers": "all"}, Knob(0.2, 0.001, 16.0),
-                             vectors=vectors, layers=tuple(range(L)))
-    pairs = contrast_pairs(worlds.prompts, n=256, seed=0)
-    pos, neg = contrast_states(model, pairs, progress)
-    d = pca_directions(pos, neg)
-    pca = ResidualVector("PCA of contrast pairs (repeng), all layers", [], "baseline",
-                         {"pairs": len(pairs), "layers": "all"}, Knob(1.0, 0.01, 64.0),
-                         vectors={"positive": d, "negative": -d}, layers=tuple(range(L)))
-    experts = {t: self_conditioning_experts(acts.X, torch.as_tensor(np.asarray(p.mask)), acts.layers, 2000)
-               for t, p in props.items()}
-    selfcond = SelfConditioning("self-conditioning (top-AP units at their median)", [], "baseline",
-                                {"site": "mlp"}, experts=experts, site="mlp")
-    prompting = Prompting("prompting: instruction", [], "baseline", {"instruction": Prompting.instruction})
-    prefix = PromptPrefix("prompting: sentiment prefix", [], "baseline", {})
-    return {"neurons": neurons, "transport": transport, "act-all": act_all, "random": random, "caa-mid": caa_mid,
-            "caa-all": caa_all, "pca": pca, "prompting": prompting, "prefix": prefix, "self-conditioning": selfcond}
+
+    def caa():
+        if "vectors" not in shared:
+            resid = recording(RecordSpec(model, worlds, "resid", "mean", tuple(range(L))), progress)
+            shared["vectors"] = residual_vectors({t: resid.strength(p).stats for t, p in props.items()})
+        return shared["vectors"]  # [layers, d] per target
+
+    def pca():
+        pairs = contrast_pairs(worlds.prompts, n=256, seed=0)
+        d = pca_directions(*contrast_states(model, pairs, progress))
+        return ResidualVector("PCA of contrast pairs (repeng), all layers", [], "baseline",
+                              {"pairs": len(pairs), "layers": "all"}, Knob(1.0, 0.01, 64.0),
+                              vectors={"positive": d, "negative": -d}, layers=tuple(range(L)))
+
+    def trained():
+        t0 = time.time()
+        cfg = TrainConfig()
+        sets = {t: train_maps(model, with_transport(rank[t].top(k), acts, props[t]), worlds, props[t], cfg,
+                              progress=progress, directions=("toward",)) for t in TARGETS}
+        extra["training"] = {"seconds": round(time.time() - t0, 1), "config": asdict(cfg), "k": k,
+                             "losses": {t: ns.extra["transport"]["trained"]["losses"] for t, ns in sets.items()}}
+        return NeuronSteering(f"trained transport (rank-D, k={k})", [], "neurons",
+                              {"rule": "linear-transport", "score": "rank-D", "k": k, "trained": asdict(cfg)},
+                              Knob(1.0, 0.02, 32.0), sets=sets, intervention=Intervention("linear-transport"))
+
+    every = acts.X.shape[1] * acts.X.shape[2] // 2  # half for, half against: every unit of every layer
+    factories = {
+        "neurons": lambda: neuron_method(f"neurons (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k}),
+        "transport": lambda: neuron_method(f"linear transport (rank-D, k={k})", rank, k,
+                                           info={"score": "rank-D", "k": k}, rule="linear-transport",
+                                           knob=Knob(1.0, 0.02, 32.0), shared=shared),
+        "trained": trained,
+        "act-all": lambda: neuron_method("linear transport, every MLP unit (AcT, fitted at once)", rank, every,
+                                         info={"score": "none (all units)", "k": "all"}, rule="linear-transport",
+                                         knob=Knob(0.3, 0.005, 4.0), shared=shared),
+        "random": lambda: NeuronSteering(f"random units (k={k})", [], "control", {"k": k},
+                                         sets={t: rank[t].random(k, seed=i) for i, t in enumerate(TARGETS)}),
+        "caa-mid": lambda: ResidualVector(f"CAA, layer {mid} (the middle, fixed)", [], "baseline", {"layer": mid},
+                                          Knob(2.0, 0.01, 64.0), vectors={t: v[mid] for t, v in caa().items()},
+                                          layers=(mid,)),
+        "caa-all": lambda: ResidualVector("CAA, all layers", [], "baseline", {"layers": "all"},
+                                          Knob(0.2, 0.001, 16.0), vectors=caa(), layers=tuple(range(L))),
+        "pca": pca,
+        "prompting": lambda: Prompting("prompting: instruction", [], "baseline",
+                                       {"instruction": Prompting.instruction}),
+        "prefix": lambda: PromptPrefix("prompting: sentiment prefix", [], "baseline", {}),
+        "self-conditioning": lambda: SelfConditioning(
+            "self-conditioning (top-AP units at their median)", [], "baseline", {"site": "mlp"},
+            experts={t: self_conditioning_experts(acts.X, torch.as_tensor(np.asarray(p.mask)), acts.layers, 2000)
+                     for t, p in props.items()}, site="mlp"),
+    }
+    names = list(factories) if names == "all" else names.split(",")
+    unknown = [n for n in names if n not in factories]
+    if unknown:
+        sys.exit(f"steering_bench: unknown method(s) {unknown}; use 'all' or some of {', '.join(factories)}")
+    return [factories[n]() for n in names]
 
 
 def k_stage(model, bench, size, shared, other, log):
@@ -251,6 +278,8 @@ def main(argv=None):
                     help="search every method's 1.5x setting again with this sampling seed and report the spread")
     ap.add_argument("--methods", default="all", help="comma-separated methods of the table, or all (see build())")
     ap.add_argument("--grid", type=int, default=None, help="test settings per method and target (default: size's)")
+    ap.add_argument("--merge", default=None, metavar="RESULT_JSON",
+                    help="a stored run of the same bench to add these methods to (one table, compared afresh)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(os.cpu_count() or 1)
@@ -287,14 +316,16 @@ def main(argv=None):
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, torch {torch.__version__}",
               "steer_version": __version__, "plots": {}}
     if args.stage in ("all", "table"):
-        every = build(model, shared, False)
-        names = list(every) if args.methods == "all" else args.methods.split(",")
-        unknown = [n for n in names if n not in every]
-        if unknown:
-            sys.exit(f"steering_bench: unknown method(s) {unknown}; use 'all' or some of {', '.join(every)}")
-        methods = [every[n] for n in names]
+        result["extra"] = {}
+        methods = build(model, shared, False, args.methods, result["extra"])
         log(f"methods: {[m.name for m in methods]}")
         table = matched_eval(bench, methods)
+        if args.merge:  # methods added to a stored run of the same bench: one table, compared afresh
+            old = json.loads(Path(args.merge).read_text())
+            table = merge_tables(old["table"], table)
+            result["merged_with"] = {"command": old.get("command"), "date": old.get("date"),
+                                     "seconds": old.get("seconds"), "extra": old.get("extra", {})}
+            result["extra"] = {**old.get("extra", {}), **result.get("extra", {})}
         result["table"] = table
         for b in table["budgets"]:
             result["plots"][f"matched_{b:g}"] = str(plot_matched(table, b, out / f"matched_{b:g}x.png"))

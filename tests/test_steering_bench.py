@@ -37,3 +37,29 @@ def test_the_benchmark_runs_both_stages_on_a_tiny_model(tmp_path, cache_env):
     assert saved["search_spread"]["settings"] and result["k_curve"]["rows"]
     report = (out / "report.md").read_text()
     assert "## At 1.5x unsteered perplexity" in report and "How many neurons" in report
+
+
+def test_a_second_run_adds_methods_to_a_stored_table(tmp_path, cache_env):
+    """--merge: the trained maps run alone, added to a stored run of the same bench and compared afresh with it."""
+    model = build_tiny_model(tmp_path / "tiny", "llama")
+    worlds = tmp_path / "worlds.jsonl"
+    worlds.write_text("".join(json.dumps(r) + "\n" for r in labelled_corpus(4)))
+    common = ["--model", str(model), "--size", "tiny", "--scorers", "vader", "--worlds", str(worlds),
+              "--max-new-tokens", "4", "--stage", "table", "--budgets", "1.5"]
+    bench = _bench()
+    first = bench.main([*common, "--methods", "neurons,caa-all", "--out", str(tmp_path / "a")])["table"]
+    second = bench.main([*common, "--methods", "trained,transport", "--merge", str(tmp_path / "a" / "result.json"),
+                         "--out", str(tmp_path / "b")])
+    table = second["table"]
+    names = {r["method"] for r in table["rows"]}
+    assert {r["method"] for r in first["rows"]} < names and any(n.startswith("trained transport") for n in names)
+    assert second["extra"]["training"]["losses"] and second["merged_with"]["command"]
+    assert set(table["curves"]) == set(first["curves"]) | {k for k in table["curves"] if "transport" in k}
+    assert "1.5" in table["comparisons"] and table["merged"][0] == first["seconds"]
+    bad = {**first, "unsteered": {**first["unsteered"], "nll": [[0.0]]}}
+    import pytest
+
+    from steer.eval.matched import merge_tables
+
+    with pytest.raises(ValueError, match="unsteered test runs differ"):
+        merge_tables(bad, table)

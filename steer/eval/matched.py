@@ -358,3 +358,30 @@ def replace_seed(cfg: MatchedConfig, seed: int) -> MatchedConfig:
     from dataclasses import replace
 
     return replace(cfg, seed=seed)
+
+
+def merge_tables(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any]:
+    """One table from two runs of :func:`matched_eval` on the same bench (same model, splits, settings and seeds:
+    the unsteered test runs must be identical, which common random numbers make them), with every row read again
+    and every comparison (Holm over the whole merged table) computed again. Methods of ``second`` replace those of
+    ``first`` with the same name."""
+    import json
+
+    from steer.eval.matched_report import compare_all, read_rows
+
+    first, second = json.loads(json.dumps(first)), json.loads(json.dumps(second))  # as stored (tuples as lists)
+    for key in ("config", "budgets", "n_dev", "n_test", "n_test_against"):
+        if first[key] != second[key]:
+            raise ValueError(f"the two tables differ in {key} ({first[key]!r} vs {second[key]!r}): not one bench")
+    a, b = first["unsteered"], second["unsteered"]
+    if a["nll"] != b["nll"] or a["count"] != b["count"]:
+        raise ValueError("the two tables' unsteered test runs differ (another model, prompts or seeds): not one bench")
+    merged = {**first}
+    for part in ("dev", "curves", "traces"):
+        merged[part] = {**first[part], **second[part]}
+    merged["seconds"] = round(first["seconds"] + second["seconds"], 1)
+    merged["merged"] = [first.get("seconds"), second.get("seconds")]
+    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    merged["rows"] = read_rows(merged, memo)
+    merged["comparisons"] = compare_all(merged, memo)
+    return merged
