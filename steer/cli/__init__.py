@@ -5,6 +5,9 @@ Every default lives in one place: the config dataclasses (:class:`steer.SteerCon
 help text; the flags are built from them (:mod:`steer.cli.flags`). A flag left out is passed as None and the config
 decides; the help shows the config's value. This package is a front end: it may import the evaluation harness
 (``steer.eval``), which the library itself never does.
+
+Each command's flags are added when that command is parsed (:class:`~steer.cli.flags.LazyParser`), and the command
+modules import the library (torch) inside their functions: ``steer --help`` loads neither.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import sys
 from collections.abc import Callable
 
 from steer.cli import evaluate, steering, units, view
+from steer.cli.flags import LazyParser
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "find": units.cmd_find,
@@ -35,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Find the units of a language model that speak for a proposition, and steer generation with them.",
     )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub = parser.add_subparsers(dest="cmd", required=True, parser_class=LazyParser)
     units.add_parsers(sub)
     steering.add_parsers(sub)
     evaluate.add_parsers(sub)

@@ -7,21 +7,21 @@ from __future__ import annotations
 import argparse
 
 from steer.cli.flags import given, joined, load_model_for, model_flags, nonneg_int, numbers, positive_int, results
-from steer.selection import SCORES
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """The eval command and its two modes."""
+    """The eval command and its two modes (their flags are added when the mode is parsed)."""
     e = sub.add_parser("eval", help="evaluation harness: the paper's flip protocol, or steering quality vs baselines")
     esub = e.add_subparsers(dest="mode", required=True)
-    _flip_parser(
-        esub.add_parser("flip", help="do the units flip the model's classification? (paper protocol + controls)")
+    esub.add_parser(
+        "flip", help="do the units flip the model's classification? (paper protocol + controls)", build=_flip_parser
     )
-    _steering_parser(esub.add_parser("steer", help="generation quality of neuron steering against baselines"))
+    esub.add_parser("steer", help="generation quality of neuron steering against baselines", build=_steering_parser)
 
 
 def _flip_parser(p: argparse.ArgumentParser) -> None:
     from steer.eval import FlipConfig
+    from steer.selection import SCORES
 
     c = FlipConfig()
     model_flags(p)
@@ -59,6 +59,7 @@ def _flip_parser(p: argparse.ArgumentParser) -> None:
 
 def _steering_parser(p: argparse.ArgumentParser) -> None:
     from steer.eval import SteeringEvalConfig
+    from steer.selection import SCORES
 
     c = SteeringEvalConfig()
     model_flags(p)

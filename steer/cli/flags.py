@@ -26,6 +26,33 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class LazyParser(argparse.ArgumentParser):
+    """A command's parser whose flags are added by ``build`` when it is first used (parsing its arguments or
+    showing its help), so that listing the commands imports no command's configs (nor torch)."""
+
+    def __init__(
+        self, *args: Any, build: Callable[[argparse.ArgumentParser], None] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._build = build
+
+    def built(self) -> LazyParser:
+        """This parser with its flags added."""
+        if self._build is not None:
+            build, self._build = self._build, None
+            build(self)
+        return self
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        return super(LazyParser, self.built()).parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        return super(LazyParser, self.built()).format_usage()
+
+    def format_help(self) -> str:
+        return super(LazyParser, self.built()).format_help()
+
+
 def _checked(cast: Callable[[str], T], kind: str, ok: Callable[[T], bool], rule: str) -> Callable[[str], T]:
     """An argparse type: ``cast`` the text (else "not {kind}"), then require ``ok`` (else "must {rule}")."""
 

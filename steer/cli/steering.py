@@ -10,14 +10,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from steer.cli.flags import config_flags, config_from, layers_of, load_model_for, model_flags, positive_int
-from steer.generation import GenerationConfig
-from steer.steering import SteerConfig
 
 if TYPE_CHECKING:
+    from steer.generation import GenerationConfig
     from steer.models import Model
+    from steer.steering import SteerConfig
 
-STEER = SteerConfig()
-GEN = GenerationConfig()
 DEMO_PROMPTS = [
     "The hotel was",
     "I just finished reading the book, and",
@@ -43,21 +41,42 @@ _UNITS = ("template", "site", "reduce", "layers", "score", "k")
 _REWRITE = ("rule", "coeff")
 
 
+def defaults() -> tuple[SteerConfig, GenerationConfig]:
+    """The default SteerConfig and GenerationConfig (imported on use: they import torch)."""
+    from steer.generation import GenerationConfig
+    from steer.steering import SteerConfig
+
+    return SteerConfig(), GenerationConfig()
+
+
 def _steer_flags(p: argparse.ArgumentParser, generation: bool = True) -> None:
     p.add_argument("--worlds", default=None, help="prompt set the propositions are sets of (default: the bundled one)")
-    config_flags(p, STEER, _UNITS + _REWRITE + (("apply_to",) if generation else ()))
+    steering, generation_config = defaults()
+    config_flags(p, steering, _UNITS + _REWRITE + (("apply_to",) if generation else ()))
     if generation:
-        config_flags(p, GEN, ("max_new_tokens", "seed", "do_sample", "temperature", "top_p", "chat"))
+        config_flags(p, generation_config, ("max_new_tokens", "seed", "do_sample", "temperature", "top_p", "chat"))
         p.add_argument(
             "--compiled", action="store_true", help="steer through the exported form (edited weights, no hooks)"
         )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """The generate, demo and export commands."""
-    from steer.export import FORMATS
+    """The generate, demo and export commands (their flags are added when the command is parsed)."""
+    sub.add_parser(
+        "generate", help="unsteered and steered continuations of a prompt, side by side", build=_generate_parser
+    )
+    sub.add_parser(
+        "demo", help="the main job: find sentiment neurons, then steer a few prompts both ways", build=_demo_parser
+    )
+    sub.add_parser(
+        "export",
+        help="write neuron steering for serving engines: a llama.cpp control vector, EasySteer direction files, "
+        "or an edited checkpoint",
+        build=_export_parser,
+    )
 
-    g = sub.add_parser("generate", help="unsteered and steered continuations of a prompt, side by side")
+
+def _generate_parser(g: argparse.ArgumentParser) -> None:
     g.add_argument("prompt")
     model_flags(g)
     _steer_flags(g)
@@ -65,17 +84,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--samples", type=positive_int, default=1, help="continuations per prompt (seeds seed, seed+1, ...)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    d = sub.add_parser("demo", help="the main job: find sentiment neurons, then steer a few prompts both ways")
+
+def _demo_parser(d: argparse.ArgumentParser) -> None:
     model_flags(d)
     _steer_flags(d)
     d.add_argument("--prompts", nargs="*", default=None, help="prompts to continue (default: a few of our own)")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    x = sub.add_parser(
-        "export",
-        help="write neuron steering for serving engines: a llama.cpp control vector, EasySteer direction files, "
-        "or an edited checkpoint",
-    )
+
+def _export_parser(x: argparse.ArgumentParser) -> None:
+    from steer.export import FORMATS
+
     x.add_argument(
         "neurons", nargs="?", default=None, help="a saved neuron set (.json); default: the set steer generate uses"
     )
@@ -106,10 +125,11 @@ def _configs(args: argparse.Namespace, model: Model | None) -> tuple[SteerConfig
     """The SteerConfig and GenerationConfig of the flags (flags left out keep the configs' defaults). Without a
     model (before loading it) the layers are not parsed: bad rule/coeff values then fail before the model loads."""
     layers = None if model is None else layers_of(args, model)
-    cfg = STEER.resolve(
+    steering, generation_config = defaults()
+    cfg = steering.resolve(
         **{name: getattr(args, name, None) for name in _UNITS + _REWRITE + ("apply_to",)} | {"layers": layers}
     )
-    return cfg, config_from(GEN, args)
+    return cfg, config_from(generation_config, args)
 
 
 def _columns(title_a: str, a: str, title_b: str, b: str, width: int = 48) -> str:

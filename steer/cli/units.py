@@ -21,17 +21,27 @@ from steer.cli.flags import (
     results,
     worlds_flags,
 )
-from steer.find import FindConfig
 from steer.sites import REDUCTIONS, SITES, format_layers
 
 if TYPE_CHECKING:
     from steer.activations import Activations
-    from steer.find import FindResult
+    from steer.find import FindConfig, FindResult
     from steer.models import Model
     from steer.worlds import Worlds
 
-FIND = FindConfig()
-STABILITY = FindConfig(scores=("rank-D",), bootstrap=500)
+
+def find_defaults() -> FindConfig:
+    """The FindConfig of ``steer find`` (imported on use: it imports torch)."""
+    from steer.find import FindConfig
+
+    return FindConfig()
+
+
+def stability_defaults() -> FindConfig:
+    """The FindConfig of ``steer stability``: one score, more resamples."""
+    from steer.find import FindConfig
+
+    return FindConfig(scores=("rank-D",), bootstrap=500)
 
 
 def _unit_flags(p: argparse.ArgumentParser, config: FindConfig) -> None:
@@ -48,22 +58,35 @@ def _unit_flags(p: argparse.ArgumentParser, config: FindConfig) -> None:
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """The find, stability and record commands."""
-    f = sub.add_parser("find", help="find the units that speak for and against a proposition")
+    """The find, stability and record commands (their flags are added when the command is parsed)."""
+    sub.add_parser("find", help="find the units that speak for and against a proposition", build=_find_parser)
+    sub.add_parser(
+        "stability",
+        help="how stable and trustworthy are the units found for a proposition?",
+        build=_stability_parser,
+    )
+    sub.add_parser(
+        "record",
+        help="record the worlds' activations at a site (resumable), for reuse with --recording",
+        build=_record_parser,
+    )
+
+
+def _find_parser(f: argparse.ArgumentParser) -> None:
     model_flags(f)
     worlds_flags(f)
-    _unit_flags(f, FIND)
+    _unit_flags(f, find_defaults())
 
-    t = sub.add_parser("stability", help="how stable and trustworthy are the units found for a proposition?")
+
+def _stability_parser(t: argparse.ArgumentParser) -> None:
     model_flags(t)
     worlds_flags(t)
-    _unit_flags(t, STABILITY)
+    _unit_flags(t, stability_defaults())
     t.add_argument("--q", type=fraction, default=0.1, help="top share of worlds that binarizes a unit (IoU, F1...)")
     t.add_argument("--delta", type=fraction, default=0.05, help="failure probability of the uniform bounds")
 
-    r = sub.add_parser(
-        "record", help="record the worlds' activations at a site (resumable), for reuse with --recording"
-    )
+
+def _record_parser(r: argparse.ArgumentParser) -> None:
     model_flags(r)
     worlds_flags(r)
     r.add_argument("--site", default="mlp", choices=list(SITES), help="where units are recorded (default: mlp)")
@@ -186,20 +209,21 @@ def _find(args: argparse.Namespace, config: FindConfig, out: Path | None) -> Fin
 
 def cmd_find(args: argparse.Namespace) -> None:
     with results(args) as out:
-        _find(args, FIND, out)
+        _find(args, find_defaults(), out)
 
 
 def cmd_stability(args: argparse.Namespace) -> None:
     from steer.artifacts import write_json_atomic
     from steer.find import format_trust, trust_report
 
-    cfg = config_from(STABILITY, args)
+    defaults = stability_defaults()
+    cfg = config_from(defaults, args)
     if cfg.bootstrap < 1:
         raise ValueError("argument --bootstrap: steer stability needs at least 1 resample")
     if len(cfg.scores) != 1:
         raise ValueError(f"steer stability checks one score at a time; got --scores {','.join(cfg.scores)}")
     with results(args) as out:
-        result = _find(args, STABILITY, out)
+        result = _find(args, defaults, out)
         report = trust_report(
             result,
             q=args.q,

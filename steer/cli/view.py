@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
 from steer.cli.flags import config_flags, layers_of, load_model_for, model_flags, nonneg_int, positive_int
-from steer.steering import SteerConfig
 
-STEER = SteerConfig()
+if TYPE_CHECKING:
+    from steer.steering import SteerConfig
+
 _UNITS = ("template", "site", "reduce", "layers", "score", "k", "rule", "coeff", "apply_to")
 
 
+def defaults() -> SteerConfig:
+    """The default SteerConfig (imported on use: it imports torch)."""
+    from steer.steering import SteerConfig
+
+    return SteerConfig()
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """The view command."""
-    v = sub.add_parser("view", help="write one self-contained HTML page that shows a neuron set (works offline)")
+    """The view command (its flags are added when it is parsed)."""
+    sub.add_parser(
+        "view", help="write one self-contained HTML page that shows a neuron set (works offline)", build=_view_parser
+    )
+
+
+def _view_parser(v: argparse.ArgumentParser) -> None:
     v.add_argument("neurons", nargs="?", default=None, help="a saved neuron set (.json); default: the set of --toward")
     model_flags(v)
     v.add_argument("--worlds", default=None, help="prompt set the propositions are sets of (default: the set's own)")
-    config_flags(v, STEER, _UNITS)
+    config_flags(v, defaults(), _UNITS)
     v.add_argument("--toward", default=None, help="the proposition whose default set is shown (default: positive)")
     v.add_argument("--out", required=True, help="the .html file to write")
     v.add_argument("--detail", type=nonneg_int, default=50, help="units per side with per-token activations")
@@ -36,9 +50,10 @@ def cmd_view(args: argparse.Namespace) -> None:
     t0 = time.time()
     if args.neurons is not None and args.toward is not None:
         raise ValueError("give a saved neuron set or --toward, not both: a neuron set has its own proposition")
-    STEER.resolve(**{n: getattr(args, n) for n in _UNITS if n != "layers"})  # bad values fail before loading
+    steering = defaults()
+    steering.resolve(**{n: getattr(args, n) for n in _UNITS if n != "layers"})  # bad values fail before loading
     model = load_model_for(args)
-    cfg = STEER.resolve(**{n: getattr(args, n) for n in _UNITS if n != "layers"}, layers=layers_of(args, model))
+    cfg = steering.resolve(**{n: getattr(args, n) for n in _UNITS if n != "layers"}, layers=layers_of(args, model))
     page = view(
         model,
         args.neurons,
