@@ -176,6 +176,10 @@ class Activations:
     @classmethod
     def load(cls, path: str | os.PathLike[str], model: Model | None = None, site: str | None = None) -> Activations:
         """Open a saved recording (shards stay on disk); with ``model``/``site`` given, refuse a mismatch."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"path must be a folder path (str or Path), got {type(path).__name__}")
+        if site is not None and not isinstance(site, str):
+            raise TypeError(f"site must be a site name such as 'mlp', got {type(site).__name__}")
         path = Path(path)
         man = read_json(path / "manifest.json", "activations")
         man = unseal(man, f"the manifest of recording {path}")

@@ -38,8 +38,12 @@ def cache_dir() -> Path:
     ``$TMPDIR/steer-cache-<uid>``, is created by this process with mode 0700, or used only when it is this user's
     own folder that no one else may write (not a symbolic link); otherwise a fresh private folder is made.
 
+    A cache directory that steer creates is private (mode 0700). An existing one that every user may write (mode
+    o+w, e.g. ``STEER_CACHE=/tmp``) is refused: weights or recordings planted there would be loaded.
+
     Raises:
-        ValueError: ``STEER_CACHE`` is set but empty (it would put the cache in the current folder).
+        ValueError: ``STEER_CACHE`` is set but empty (it would put the cache in the current folder), or the cache
+            directory is writable by every user.
     """
     env = os.environ.get("STEER_CACHE")
     if env is not None and not env.strip():
@@ -48,8 +52,14 @@ def cache_dir() -> Path:
     if wanted in _FALLBACK:
         return _FALLBACK[wanted]
     try:
-        wanted.mkdir(parents=True, exist_ok=True)
+        wanted.mkdir(mode=0o700, parents=True, exist_ok=True)
         if os.access(wanted, os.W_OK | os.X_OK):
+            if wanted.stat().st_mode & 0o002:
+                raise ValueError(
+                    f"the cache directory {wanted} is writable by every user (mode "
+                    f"{wanted.stat().st_mode & 0o7777:o}): files planted there would be loaded; make it private "
+                    f"(chmod o-w {wanted}) or set STEER_CACHE to a folder of your own"
+                )
             return wanted
     except OSError:
         pass

@@ -44,6 +44,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from steer.artifacts import atomic_dir, atomic_file, check_replaceable
+from steer.export_manifest import manifest as _manifest
+from steer.export_manifest import verify_export, write_manifest  # noqa: F401 - verify_export is public here too
 from steer.fold import ExportError, SteeringExport, export_form, output_projection
 
 if TYPE_CHECKING:
@@ -220,7 +222,7 @@ def write_direction_files(form: SteeringExport, out: str | os.PathLike[str]) -> 
         tensors = {f"direction.{k}": v.contiguous() for k, v in sorted(form.vectors.items())}
         save_file(tensors, str(tmp / "directions.safetensors"), metadata=_flat_metadata(form.metadata))
         (tmp / "easysteer.json").write_text(json.dumps({"vectors": requests}, indent=1) + "\n")
-        (tmp / "steer_export.json").write_text(json.dumps(_manifest(form, "pt"), indent=1, default=str) + "\n")
+        write_manifest(tmp, _manifest(form, "pt"))
     return out
 
 
@@ -268,22 +270,8 @@ def write_edited_model(
         fresh.save_pretrained(tmp, safe_serialization=True)
         model.tokenizer.save_pretrained(tmp)
         write_control_vector(checked, tmp / "control_vector.gguf", drop_layer_0=drop_layer_0)
-        (tmp / "steer_export.json").write_text(json.dumps(_manifest(checked, "model"), indent=1, default=str) + "\n")
+        write_manifest(tmp, _manifest(checked, "model"))
     return out
-
-
-def _manifest(form: SteeringExport, fmt: str) -> dict[str, Any]:
-    return {
-        "kind": "steer_export",
-        "format": fmt,
-        "model_hint": form.model_hint,
-        "n_layers": form.n_layers,
-        "d_model": form.d_model,
-        "vector_layers": sorted(form.vectors),
-        "layer_mass": form.layer_mass(),
-        "scaled_columns": {str(k): len(idx) for k, (idx, _) in sorted(form.column_scales.items())},
-        "provenance": form.metadata,
-    }
 
 
 def export_steering(

@@ -110,8 +110,10 @@ class UnitScores:
     def random(self, k: int, seed: int = 0) -> NeuronSet:
         """A control: k random units 'for' and k other random units 'against' (same stats, random choice)."""
         width = self.values.shape[1]
-        if not isinstance(k, int) or k < 1 or 2 * k > self.values.numel():
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1 or 2 * k > self.values.numel():
             raise ValueError(f"random control needs 1 <= k <= {self.values.numel() // 2}, got {k!r}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
         g = torch.Generator().manual_seed(seed)
         flat = torch.randperm(self.values.numel(), generator=g)[: 2 * k].tolist()
         units = [self.unit(self.layers[i // width], i % width) for i in flat]
@@ -138,6 +140,8 @@ class UnitScores:
         Returns:
             A :class:`NeuronSet`.
         """
+        if not isinstance(per_layer, bool):
+            raise TypeError(f"per_layer must be True or False, got {per_layer!r}")
         n_units = self.values.shape[1] if per_layer else self.values.numel()
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -238,8 +242,16 @@ def score_units(
         The scores; per-unit stats are always those of the raw activations.
     """
     from steer import selection
+    from steer.propositions import Proposition
 
-    if score not in selection.SCORES:
+    if not all(hasattr(acts, a) for a in ("iter_shards", "n_worlds", "layers")):
+        raise TypeError(f"acts must be a recording (steer.Activations, from steer.record), got {type(acts).__name__}")
+    if not isinstance(proposition, Proposition):
+        raise TypeError(
+            f"proposition must be a steer.Proposition (e.g. worlds.proposition('positive')), got "
+            f"{type(proposition).__name__}"
+        )
+    if not isinstance(score, str) or score not in selection.SCORES:
         raise ValueError(f"unknown selection score {score!r}; use one of {', '.join(selection.SCORES)}")
     if raw is not None and (raw.score != "D" or raw.proposition["name"] != proposition.name):
         raise ValueError("raw must be the un-normalized Strengths of the same proposition")
@@ -276,6 +288,8 @@ def with_transport(neurons: NeuronSet, acts: ShardSource, proposition: Propositi
     """
     from steer.transport import linear_fit, side_stats
 
+    if not isinstance(neurons, NeuronSet):
+        raise TypeError(f"neurons must be a steer.NeuronSet, got {type(neurons).__name__}")
     mask = torch.as_tensor(np.asarray(proposition.mask), dtype=torch.bool)
     if mask.shape[0] != acts.n_worlds:
         raise ValueError(f"proposition {proposition.name!r} has {mask.shape[0]} worlds, the recording {acts.n_worlds}")

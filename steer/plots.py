@@ -19,11 +19,28 @@ if TYPE_CHECKING:
     from steer.neuronset import NeuronSet
 
 
+PNG_SOFTWARE = "steer"  # the PNG's Software text: how steer knows a picture is its own
+
+
+def steer_png(path: Path) -> bool:
+    """True when ``path`` is a PNG that steer wrote (its Software text chunk says ``steer``)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return False
+    return head.startswith(b"\x89PNG") and b"tEXtSoftware\x00" + PNG_SOFTWARE.encode() in head
+
+
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Write a figure as a PNG atomically (temp file, then rename) and return the path."""
+    """Write a figure as a PNG atomically (temp file, then rename) and return the path. An existing file is
+    replaced only when it is a PNG steer wrote; a symbolic link, a folder or any other file is refused."""
     path = Path(path)
+    if path.is_symlink() or path.is_dir() or (path.exists() and not steer_png(path)):
+        what = "a symbolic link" if path.is_symlink() else "a folder" if path.is_dir() else "not a picture steer wrote"
+        raise FileExistsError(f"the figure {path} is {what}; steer never replaces it: choose another file name")
     with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+        fig.savefig(tmp, dpi=dpi, format="png", metadata={"Software": PNG_SOFTWARE})
     return path
 
 

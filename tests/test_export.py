@@ -323,3 +323,18 @@ def test_repeng_reads_our_file(tiny_model, sets, tmp_path):
     assert sorted(cv.directions) == list(range(1, tiny_model.n_layers))
     for k in cv.directions:
         assert np.array_equal(np.asarray(cv.directions[k]), form.dense()[k].numpy())
+
+
+def test_an_export_folder_carries_the_sha256_of_its_files(tiny_model, sets, tmp_path):
+    from steer.export import verify_export
+
+    out = export_steering(tiny_model, sets["mlp"], "pt", tmp_path / "cv", Intervention("additive", 3.0))
+    manifest = verify_export(out)
+    assert set(manifest["files"]) == {p.name for p in out.iterdir()} - {"steer_export.json"}
+    (out / "directions.safetensors").write_bytes((out / "directions.safetensors").read_bytes()[:-1] + b"\0")
+    with pytest.raises(ArtifactMismatchError, match="directions.safetensors does not match"):
+        verify_export(out)
+    text = (out / "steer_export.json").read_text()
+    (out / "steer_export.json").write_text(text.replace('"format": "pt"', '"format": "model"'))
+    with pytest.raises(ArtifactMismatchError):
+        verify_export(out)

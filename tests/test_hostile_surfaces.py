@@ -246,6 +246,20 @@ def test_a_planted_fallback_cache_is_not_adopted(monkeypatch, tmp_path, capsys, 
         cache._FALLBACK.clear()
 
 
+def test_a_cache_everyone_may_write_is_refused_and_a_new_one_is_private(monkeypatch, tmp_path):
+    import steer.cache as cache
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    monkeypatch.setenv("STEER_CACHE", str(shared))
+    with pytest.raises(ValueError, match="writable by every user"):
+        cache.cache_dir()
+    monkeypatch.setenv("STEER_CACHE", str(tmp_path / "new" / "cache"))
+    d = cache.cache_dir()
+    assert d == tmp_path / "new" / "cache" and (d.stat().st_mode & 0o077) == 0
+
+
 def test_the_fallback_cache_is_created_private(monkeypatch, tmp_path):
     import tempfile
 
@@ -675,3 +689,54 @@ def test_a_truncated_gguf_is_one_clear_line(tmp_path, capsys):
     (tmp_path / "fake.gguf").write_bytes(b"PK\x03\x04 not gguf")
     rc, err = cli(capsys, "generate", "x", "--model", str(tmp_path / "fake.gguf"))
     assert rc == 2 and "not a GGUF file" in one_line(err)
+
+
+def test_a_figure_never_replaces_a_file_steer_did_not_write(tmp_path):
+    from matplotlib.figure import Figure
+
+    from steer.plots import save_figure, steer_png
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    mine = save_figure(fig, tmp_path / "mine.png")
+    assert steer_png(mine) and save_figure(fig, mine) == mine  # its own picture is replaced
+    for name, make in (("notes.png", lambda p: p.write_text("my notes")), ("photo.png", None), ("dir.png", "dir")):
+        p = tmp_path / name
+        if make == "dir":
+            p.mkdir()
+        elif make is None:
+            fig.savefig(p, format="png")  # a PNG, but not steer's (no steer Software text)
+        else:
+            make(p)
+        before = p.read_bytes() if p.is_file() else None
+        with pytest.raises(FileExistsError, match="steer never replaces it"):
+            save_figure(fig, p)
+        assert (p.read_bytes() if p.is_file() else None) == before
+    link = tmp_path / "link.png"
+    link.symlink_to(mine)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        save_figure(fig, link)
+
+
+def test_unit_scoring_names_a_wrong_argument(tiny_qwen):
+    from steer.activations import Activations
+    from steer.neurons import score_units
+
+    w = steer.Worlds.from_records([{"text": t, "label": lab} for t, lab in
+                                   (("good day", "positive"), ("bad day", "negative"), ("fine food", "positive"),
+                                    ("cold soup", "negative"))])
+    acts = steer.record(tiny_qwen, w, site="mlp", layers=[1], progress=False)
+    prop = w.proposition("positive")
+    with pytest.raises(TypeError, match="acts must be a recording"):
+        score_units(acts.X, prop)
+    with pytest.raises(TypeError, match="proposition must be a steer.Proposition"):
+        score_units(acts, "positive")
+    with pytest.raises(ValueError, match="unknown selection score"):
+        score_units(acts, prop, "best")
+    scores = score_units(acts, prop)
+    with pytest.raises(TypeError, match="per_layer must be True or False"):
+        scores.top(2, per_layer="yes")
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        scores.random(2, seed=-1)
+    with pytest.raises(TypeError, match="path must be a folder path"):
+        Activations.load(3)
