@@ -32,7 +32,7 @@ _PROVIDERS: dict[str, str] = {
     "format_find": "steer.find",
     "format_trust": "steer.find",
     "trust_report": "steer.find",
-    "GenerationConfig": "steer.generation",
+    "GenerationConfig": "steer.configs",
     "RULES": "steer.interventions",
     "Intervention": "steer.interventions",
     "doxastic_loss": "steer.losses",
@@ -56,7 +56,7 @@ _PROVIDERS: dict[str, str] = {
     "select_units": "steer.select",
     "bootstrap_neurons": "steer.stability",
     "Steerer": "steer.steerer",
-    "SteerConfig": "steer.steering",
+    "SteerConfig": "steer.configs",
     "generate": "steer.steering",
     "steering_neurons": "steer.steering",
     "WorldStream": "steer.stream",
@@ -69,10 +69,10 @@ _PROVIDERS: dict[str, str] = {
 if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from steer.activations import Activations
     from steer.artifacts import ArtifactMismatchError
+    from steer.configs import GenerationConfig, SteerConfig
     from steer.explain import explain_unit
     from steer.export import export_steering
     from steer.find import find_units, format_find, format_trust, trust_report
-    from steer.generation import GenerationConfig
     from steer.interventions import RULES, Intervention
     from steer.losses import doxastic_loss, elementary_loss, reasons_difference
     from steer.models import Model, ModelLoadError, load_model
@@ -87,7 +87,7 @@ if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
     from steer.select import RecordSpec, SelectSpec, recording, select_units
     from steer.stability import bootstrap_neurons
     from steer.steerer import Steerer
-    from steer.steering import SteerConfig, generate, steering_neurons
+    from steer.steering import generate, steering_neurons
     from steer.stream import WorldStream
     from steer.version import __version__
     from steer.viewer import view

@@ -47,13 +47,13 @@ from steer.artifacts import atomic_dir, atomic_file, check_replaceable
 from steer.export_manifest import manifest as _manifest
 from steer.export_manifest import verify_export, write_manifest  # noqa: F401 - verify_export is public here too
 from steer.fold import ExportError, SteeringExport, export_form, output_projection
+from steer.names import EXPORT_FORMATS as FORMATS
 
 if TYPE_CHECKING:
     from steer.interventions import Intervention
     from steer.models import Model
     from steer.neuronset import NeuronSet
 
-FORMATS: tuple[str, ...] = ("control-vector", "pt", "model")
 CONTROL_VECTOR_ARCH = "controlvector"
 
 

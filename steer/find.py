@@ -12,47 +12,14 @@ import torch
 
 from steer.activations import Activations
 from steer.artifacts import ArtifactMismatchError, check_replaceable, steer_made, write_json_atomic
-from steer.neurons import D_SCORES, Strengths
+from steer.configs import FindConfig  # noqa: F401 - public here too (it lives in steer.configs)
+from steer.neurons import Strengths
 from steer.neuronset import NeuronSet, Unit
-from steer.options import option
 from steer.plots import plot_stability, plot_strength_by_layer
 from steer.propositions import Proposition
-from steer.sites import REDUCTIONS, SITES
 from steer.stability import bootstrap_neurons
 from steer.strength import NORMALIZATIONS, Normalize
 from steer.worlds import WorldFields
-
-
-@dataclass(frozen=True)
-class FindConfig:
-    """How ``steer find`` and ``steer stability`` choose and check units, when the caller does not say. The defaults
-    follow the paper's protocol (the last token, raw and normalised D, k = 5); ``steer generate`` selects with
-    :class:`steer.SteerConfig` (rank-D, k = 500, the mean over the text), and both commands print the selection
-    they used."""
-
-    site: str = option("mlp", "where units are recorded", choices=tuple(SITES))
-    reduce: str = option("last", "how a world's tokens become one vector", choices=REDUCTIONS)
-    layers: tuple[int, ...] | None = option(
-        None, "layers to select units from: all, 23, -1, 0,5,10 or 18-23", none="all"
-    )
-    k: int = option(5, "units for, and units against")
-    scores: tuple[str, ...] = option(
-        ("D", "zscore-D", "rank-D"), "doxastic scores to report, comma-separated", choices=tuple(D_SCORES)
-    )
-    per_layer: bool = option(False, "top-k in every layer instead of over all layers")
-    bootstrap: int = option(200, "bootstrap resamples of the worlds for stability (0: none)")
-    alpha: float = option(0.1, "interval and prediction-set level")
-    bootstrap_seed: int = option(0, "the bootstrap's random seed")
-
-    def __post_init__(self) -> None:
-        unknown = [s for s in self.scores if s not in D_SCORES]
-        if unknown or not self.scores:
-            raise ValueError(f"unknown score(s) {unknown}; use D scores: {', '.join(D_SCORES)}")
-
-    @property
-    def normalizations(self) -> tuple[Normalize, ...]:
-        """The normalisation of each score (``rank-D`` -> ``rank``)."""
-        return tuple(D_SCORES[s] for s in self.scores)
 
 
 @dataclass

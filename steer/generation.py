@@ -7,62 +7,15 @@ bridge derives position ids from it), so a batch gives the same rows as one prom
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 import torch
 
-from steer.options import option
+from steer.configs import GenerationConfig, with_overrides
 
 if TYPE_CHECKING:
     from steer.models import Model
-
-
-@dataclass(frozen=True)
-class GenerationConfig:
-    """How continuations are decoded.
-
-    ``seed`` makes sampling reproducible (``torch.manual_seed`` before generating); ``do_sample=False`` is greedy;
-    ``chat=True`` wraps each prompt in the model's chat template as a user turn.
-    """
-
-    max_new_tokens: int = option(40, "new tokens per continuation")
-    seed: int | None = option(0, "sampling seed (torch.manual_seed before generating)")
-    do_sample: bool = option(
-        True, "sample (False: greedy decoding)", flag="--greedy", switch_help="greedy decoding instead of sampling"
-    )
-    temperature: float = option(1.0, "sampling temperature")
-    top_p: float | None = option(0.9, "nucleus sampling: keep the smallest set of tokens with this probability")
-    chat: bool = option(False, "wrap each prompt in the model's chat template as a user turn")
-    use_past_kv_cache: bool = option(True, "reuse keys and values across generation steps")
-
-    def __post_init__(self) -> None:
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not is_int(self.max_new_tokens) or self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
-        if self.seed is not None and (not is_int(self.seed) or not 0 <= self.seed < 2**63):
-            raise ValueError(f"seed must be an integer from 0 to 2**63 - 1 or None, got {self.seed!r}")
-        for name in ("do_sample", "chat", "use_past_kv_cache"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
-        t = self.temperature
-        if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not 0 < t <= 100:
-            raise ValueError(f"temperature must be a number above 0 and at most 100, got {t!r}")
-        p = self.top_p
-        if p is not None and (isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 < p <= 1):
-            raise ValueError(f"top_p must be a number in (0, 1] or None, got {p!r}")
-
-
-def with_overrides(config: Any, overrides: Mapping[str, Any], what: str) -> Any:
-    names = {f.name for f in fields(config)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise TypeError(f"unknown {what} option(s) {unknown}; known: {', '.join(sorted(names))}")
-    return replace(config, **overrides)
 
 
 def format_prompts(model: Model, prompts: Sequence[str], chat: bool) -> list[str]:

@@ -48,7 +48,6 @@ by :func:`edit_hook`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
@@ -57,6 +56,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from steer.names import APPLY_TO, DIRECTIONS, MAX_COEFF, check_coeff  # noqa: F401 - MAX_COEFF is public here
 from steer.rules import (  # noqa: F401 - the rule vocabulary is part of this module's interface
     RULES,
     Affine,
@@ -71,9 +71,6 @@ if TYPE_CHECKING:
     from steer.neuronset import NeuronSet, Unit
 
 Direction = Literal["toward", "away"]
-DIRECTIONS: tuple[str, ...] = ("toward", "away")
-APPLY_TO: tuple[str, ...] = ("all", "prompt", "generated", "last-prompt")
-MAX_COEFF = 1000.0  # far beyond any useful push (the defaults are 1-20); larger values only destroy the text
 HookFn = Callable[..., Tensor]
 
 
@@ -96,19 +93,7 @@ class Intervention:
         if self.apply_to not in APPLY_TO:
             raise ValueError(f"unknown apply_to {self.apply_to!r}; use one of {', '.join(APPLY_TO)}")
         if self.coeff is not None:
-            if not isinstance(self.coeff, (int, float)) or isinstance(self.coeff, bool):
-                raise ValueError(f"coeff must be a number, got {self.coeff!r}")
-            if not math.isfinite(self.coeff):
-                raise ValueError(f"coeff must be a finite number, got {self.coeff!r}")
-            if self.coeff < 0:
-                raise ValueError(
-                    f"coeff must be >= 0, got {self.coeff:g}: to push the other way use direction='away' "
-                    "(or the other proposition), so that the result is labelled for what it does"
-                )
-            if self.coeff > MAX_COEFF:
-                raise ValueError(
-                    f"coeff {self.coeff:g} is absurd (more than {MAX_COEFF:g}): the text would be destroyed"
-                )
+            check_coeff(self.coeff)
 
     @property
     def rule_obj(self) -> Rule:

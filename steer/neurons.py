@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from steer.names import D_SCORES  # the doxastic scores and the normalization each applies before D
 from steer.neuronset import NeuronSet, Unit
 from steer.strength import Normalize, UnitStats, strength_from_shards
 
@@ -50,10 +51,6 @@ class ShardSource(Protocol):
     def X(self) -> Tensor: ...
     def iter_shards(self) -> Iterator[Tensor]: ...
     def iter_unit_blocks(self, width: int) -> Iterator[Tensor]: ...
-
-
-# The doxastic scores and the normalization each applies before D.
-D_SCORES: dict[str, Normalize] = {"D": "none", "zscore-D": "zscore", "rank-D": "rank"}
 
 
 def d_score_name(normalize: Normalize) -> str:

@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-SCORES = ("D", "zscore-D", "rank-D", "mean-diff", "smd", "ap")
+from steer.names import SCORES  # noqa: F401 - every selection score (torch-free, for configs and the CLI)
 
 
 def mean_difference(mean_a: Tensor, mean_c: Tensor) -> Tensor:

@@ -31,15 +31,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-Normalize = Literal["none", "zscore", "rank"]
-NORMALIZATIONS: tuple[Normalize, ...] = ("none", "zscore", "rank")
+from steer.names import NORMALIZATIONS, Normalize
 
 
 class TrivialPropositionError(ValueError):

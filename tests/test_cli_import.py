@@ -12,10 +12,9 @@ import pytest
 
 import steer
 
-# Helps that load no torch. The other commands' flags come from configs whose choices live in torch modules
-# (SteerConfig: the rule registry and APPLY_TO of steer.interventions; FindConfig: D_SCORES of steer.neurons;
-# eval flip/steer: the steer.eval package), so their help still imports torch.
-TORCH_FREE_HELP = [[], ["record"], ["eval"]]
+# Helps that load no torch: every command's flags come from the torch-free configs (steer.configs) and names
+# (steer.names). Only the evaluation harness's modes (eval flip/steer: the steer.eval package) still import it.
+TORCH_FREE_HELP = [[], ["find"], ["stability"], ["record"], ["generate"], ["demo"], ["export"], ["eval"], ["view"]]
 ALL_HELP = [
     [],
     ["find"],
@@ -93,6 +92,26 @@ def test_bad_flag_of_a_lazy_command_is_an_error() -> None:
     assert e.value.code == 2
     args = parser.parse_args(["record", "--out", "x", "--site", "resid"])
     assert args.cmd == "record" and args.site == "resid" and args.reduce == "last"
+
+
+def test_configs_are_built_and_checked_without_torch() -> None:
+    out = _fresh(
+        "import sys\n"
+        "from steer.configs import FindConfig, GenerationConfig, SteerConfig\n"
+        "c = SteerConfig(rule='linear-transport', coeff=0.5); GenerationConfig(top_p=0.5); FindConfig()\n"
+        "bad = []\n"
+        "for kw in ({'rule': 'nope'}, {'coeff': -1.0}, {'apply_to': 'middle'}):\n"
+        "    try:\n"
+        "        SteerConfig(**kw)\n"
+        "    except ValueError as e:\n"
+        "        bad.append(str(e).split(';')[0].split(',')[0])\n"
+        "print('torch' in sys.modules, c.rule, bad)\n"
+        "print(c.intervention.value, 'torch' in sys.modules)\n"
+    )
+    first, second = out.splitlines()[-2:]
+    assert first.startswith("False linear-transport") and "unknown rule 'nope'" in first
+    assert "coeff must be >= 0" in first and "unknown apply_to 'middle'" in first
+    assert second == "0.5 True"  # the intervention (and torch) load on first use
 
 
 def test_import_steer_is_light_and_names_load_on_use() -> None:

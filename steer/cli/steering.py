@@ -42,9 +42,8 @@ _REWRITE = ("rule", "coeff")
 
 
 def defaults() -> tuple[SteerConfig, GenerationConfig]:
-    """The default SteerConfig and GenerationConfig (imported on use: they import torch)."""
-    from steer.generation import GenerationConfig
-    from steer.steering import SteerConfig
+    """The default SteerConfig and GenerationConfig (torch-free)."""
+    from steer.configs import GenerationConfig, SteerConfig
 
     return SteerConfig(), GenerationConfig()
 
@@ -93,7 +92,7 @@ def _demo_parser(d: argparse.ArgumentParser) -> None:
 
 
 def _export_parser(x: argparse.ArgumentParser) -> None:
-    from steer.export import FORMATS
+    from steer.names import EXPORT_FORMATS as FORMATS
 
     x.add_argument(
         "neurons", nargs="?", default=None, help="a saved neuron set (.json); default: the set steer generate uses"

@@ -31,15 +31,15 @@ if TYPE_CHECKING:
 
 
 def find_defaults() -> FindConfig:
-    """The FindConfig of ``steer find`` (imported on use: it imports torch)."""
-    from steer.find import FindConfig
+    """The FindConfig of ``steer find`` (torch-free)."""
+    from steer.configs import FindConfig
 
     return FindConfig()
 
 
 def stability_defaults() -> FindConfig:
     """The FindConfig of ``steer stability``: one score, more resamples."""
-    from steer.find import FindConfig
+    from steer.configs import FindConfig
 
     return FindConfig(scores=("rank-D",), bootstrap=500)
 

@@ -15,8 +15,8 @@ _UNITS = ("template", "site", "reduce", "layers", "score", "k", "rule", "coeff",
 
 
 def defaults() -> SteerConfig:
-    """The default SteerConfig (imported on use: it imports torch)."""
-    from steer.steering import SteerConfig
+    """The default SteerConfig (torch-free)."""
+    from steer.configs import SteerConfig
 
     return SteerConfig()
 
