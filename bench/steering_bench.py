@@ -68,6 +68,7 @@ from steer.eval.matched_report import row_success, unsteered_line, verdict_count
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
 from steer.models import versions
+from steer.incremental import incremental_transport
 from steer.neurons import score_units, with_transport
 from steer.resources import PROMPTS_DIR
 from steer.trained_maps import TrainConfig, train_maps
@@ -156,6 +157,17 @@ def build(model, shared, progress, names, extra):
                               Knob(1.0, 0.02, 32.0), sets=sets, intervention=Intervention("linear-transport"))
 
     every = acts.X.shape[1] * acts.X.shape[2] // 2  # half for, half against: every unit of every layer
+
+    def act_incremental():
+        t0 = time.time()
+        sets = {t: incremental_transport(model, with_transport(rank[t].top(every), acts, props[t]), worlds, props[t],
+                                         directions=("toward",), progress=progress) for t in TARGETS}
+        extra["incremental"] = {"seconds": round(time.time() - t0, 1)}
+        return NeuronSteering("linear transport, every MLP unit (AcT, incremental)", [], "neurons",
+                              {"rule": "linear-transport", "score": "none (all units)", "k": "all",
+                               "incremental": True}, Knob(0.3, 0.005, 4.0), sets=sets,
+                              intervention=Intervention("linear-transport"))
+
     factories = {
         "neurons": lambda: neuron_method(f"neurons (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k}),
         "transport": lambda: neuron_method(f"linear transport (rank-D, k={k})", rank, k,
@@ -165,6 +177,7 @@ def build(model, shared, progress, names, extra):
         "act-all": lambda: neuron_method("linear transport, every MLP unit (AcT, fitted at once)", rank, every,
                                          info={"score": "none (all units)", "k": "all"}, rule="linear-transport",
                                          knob=Knob(0.3, 0.005, 4.0), shared=shared),
+        "act-incremental": act_incremental,
         "random": lambda: NeuronSteering(f"random units (k={k})", [], "control", {"k": k},
                                          sets={t: rank[t].random(k, seed=i) for i, t in enumerate(TARGETS)}),
         "caa-mid": lambda: ResidualVector(f"CAA, layer {mid} (the middle, fixed)", [], "baseline", {"layer": mid},

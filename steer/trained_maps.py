@@ -43,9 +43,9 @@ if TYPE_CHECKING:
 class TrainConfig:
     """How the maps are trained (per direction)."""
 
-    steps: int = 40  # optimiser steps
+    steps: int = 60  # optimiser steps
     batch: int = 16  # source worlds per step
-    lr: float = 0.01  # Adam learning rate (of w, and of b in units of the target side's spread)
+    lr: float = 0.02  # Adam learning rate (of w, and of b in units of the target side's spread)
     sparsity: float = 0.01  # weight of the group lasso pulling each unit's (w, b) to (1, 0)
     fluency: float = 0.1  # weight of the KL of steered next-token distributions from unsteered ones
     seed: int = 0

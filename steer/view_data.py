@@ -251,11 +251,13 @@ def bench_curve(result: dict[str, Any], target: str) -> dict[str, Any] | None:
         for name, pts in traces.items()
         if name.startswith("neurons") and name.endswith(f"-> {target}")
     }  # fmt: skip
-    matched = [
-        {"method": r["method"], "budget": r.get("budget"), "ratio": r3(r["dev"]["ratio"]),
-         **{k: r3(v) for k, v in r["dev"]["success"].items()}}
-        for r in table.get("rows", [])
-        if r.get("kind") == "neurons" and r.get("toward") == target and "dev" in r
+    rows = [r for r in table.get("rows", []) if r.get("kind") == "neurons" and r.get("toward") == target]
+    matched = [  # the first protocol's rows carry their dev run; the second's, the reading on test at the budget
+        {"method": r["method"], "budget": r.get("budget"), "split": "dev", "ratio": r3(r["dev"]["ratio"]),
+         **{k: r3(v) for k, v in r["dev"]["success"].items()}} if "dev" in r else
+        {"method": r["method"], "budget": r.get("budget"), "split": "test", "ratio": r3(r["ratio"]),
+         **{k: r3(v["rate"]) for k, v in r["success"]["neutral"].items()}}
+        for r in rows if "dev" in r or (r.get("reached") and r.get("success", {}).get("neutral"))
     ]  # fmt: skip
     if not curves:
         return None

@@ -255,8 +255,9 @@ def bundled_sets(bundled):
     cfg = SteerConfig()
     w = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
     acts = recording(RecordSpec(bundled, w, cfg.site, cfg.reduce, None), progress=False)
-    scores = score_units(acts, w.proposition(label="positive"), cfg.score).restrict(range(1, bundled.n_layers))
-    return scores.top(cfg.k)
+    prop = w.proposition(label="positive")
+    scores = score_units(acts, prop, cfg.score).restrict(range(1, bundled.n_layers))
+    return with_transport(scores.top(cfg.k), acts, prop)
 
 
 def test_bundled_default_set_exports_exactly(bundled, bundled_sets, tmp_path, capsys):
@@ -293,6 +294,31 @@ def test_bundled_weight_rule_exports_as_edited_checkpoint(bundled, bundled_sets,
     with torch.no_grad(), control_vector_hooks(hf, cv.vectors):
         replayed = hf(ids, attention_mask=mask).logits
     assert relative_error(replayed, hooked) < TOL
+
+
+def test_bundled_transport_exports_from_the_cli_as_edited_checkpoint(bundled, bundled_sets, tmp_path, capsys):
+    """steer export --rule linear-transport --format model: scaled W_down columns + control vector, replayed in plain
+    transformers, equal the hooks on the bundled model."""
+    from transformers import AutoModelForCausalLM
+
+    ns = bundled_sets.head(100)
+    path = ns.save(tmp_path / "positive.json")
+    out = tmp_path / "edited"
+    rc = main(["export", str(path), "--model", "bundled", "--rule", "linear-transport", "--coeff", "1.5", "--format",
+               "model", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    manifest = json.loads((out / "steer_export.json").read_text())
+    assert manifest["provenance"]["rule"] == "linear-transport" and manifest["scaled_columns"]
+    hf = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    cv = read_control_vector(out / "control_vector.gguf")
+    ids, mask = bundled.tokenize(["The weather today is", "Our new neighbours are"])
+    real = mask.bool()
+    with Steerer(bundled, ns, Intervention("linear-transport", 1.5)):
+        hooked = logits(bundled, ids, mask)
+    with torch.no_grad(), control_vector_hooks(hf, cv.vectors):
+        replayed = hf(ids, attention_mask=mask).logits
+    assert relative_error(replayed[real], hooked[real]) < TOL
+    assert relative_error(hooked[real], logits(bundled, ids, mask)[real]) > 1e-3  # it steers
 
 
 def test_export_cli_errors(tiny_model, sets, tmp_path, capsys):

@@ -42,7 +42,6 @@ HEADLINE_BUDGET = 1.5
 # The result files do not store the command line that wrote them. These are the commands documented for the stored
 # runs (README and bench scripts); a result.json that holds "command" or "argv" is shown with that instead.
 DOCUMENTED_COMMANDS = {
-    "steering_bench/bundled": "python bench/steering_bench.py --stage table --out docs/results/steering_bench/bundled",
     "steering_bench/bundled-k": (
         "python bench/steering_bench.py --stage k --size small --n-dev 16 --n-test 24 --ks 5,50,500,2000 \\\n"
         "    --out docs/results/steering_bench/bundled-k"
@@ -278,18 +277,34 @@ def matched_table(t: dict[str, Any], budget: float) -> str:
 
 
 def headline_table(res: dict[str, Any], budget: float = HEADLINE_BUDGET) -> str:
-    """Success from neutral openings at ``budget`` per method, target and scorer, and the test perplexity ratio."""
+    """Success from neutral openings at ``budget`` per method, target and scorer, and the test perplexity ratio (a
+    method whose test curve does not reach the budget says so; the second protocol's intervals are the bootstrap
+    over openings, the first protocol's Wilson intervals)."""
     t = res["table"]
     scorers = list(t["scorers"])
     head = ["method"] + [f"→ {x}: {s}" for x in TARGETS for s in scorers] + ["ppl × (+ / −)"]
     rows = []
-    for name, d in rows_at(t, budget).items():
+    v2 = "curves" in t
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    if v2:
+        for r in t["rows"]:
+            if r["budget"] in (budget, None):
+                by.setdefault(r["method"], {})[r["toward"]] = r
+        by = {m: d for m, d in by.items() if set(d) == set(TARGETS)}
+    else:
+        by = rows_at(t, budget)
+    for name, d in by.items():
         cells = [name]
         for target in TARGETS:
             for s in scorers:
-                r = row_success(d[target], s)
+                if v2 and not d[target].get("reached", True):
+                    lo = d[target].get("min_ratio")
+                    cells.append(f"above {budget:g}× at every setting (min {lo:.2f})" if lo is not None and lo > budget
+                                 else f"does not reach {budget:g}× (max {d[target]['max_ratio']:.2f})")
+                    continue
+                r = (d[target].get("success", {}).get("neutral", {}).get(s) if v2 else row_success(d[target], s))
                 cells.append("n/a" if r is None else f"{r['rate']:.1%} [{r['lo']:.1%}, {r['hi']:.1%}]")
-        cells.append(" / ".join(f"{d[x]['ratio']:.2f}" for x in TARGETS))
+        cells.append(" / ".join("–" if d[x].get("ratio") is None else f"{d[x]['ratio']:.2f}" for x in TARGETS))
         rows.append(cells)
     return table(head, rows)
 

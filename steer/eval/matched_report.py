@@ -267,12 +267,20 @@ def matched_table(result: dict[str, Any], budget: float) -> str:
             for part in PARTS:
                 for s in scorers:
                     if d[t].get("reached", True) is False:
-                        cells.append(f"does not reach {budget:g}x (max {d[t]['max_ratio']:.2f})")
+                        cells.append(unreached(d[t], budget))
                     else:
                         cells.append(_cell(row_success(d[t], s, part)))
         cells.append(" / ".join("–" if d[t].get("ratio") is None else f"{d[t]['ratio']:.2f}" for t in TARGETS))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def unreached(row: dict[str, Any], budget: float) -> str:
+    """Why a row has no reading: its test curve stays below the budget, or above it at every setting."""
+    lo = row.get("min_ratio")
+    if lo is not None and lo > budget:
+        return f"above {budget:g}x at every setting (min {lo:.2f})"
+    return f"does not reach {budget:g}x (max {row['max_ratio']:.2f})"
 
 
 def unsteered_line(result: dict[str, Any]) -> str:

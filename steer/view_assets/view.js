@@ -273,13 +273,13 @@
     });
     b.matched.forEach(function (p) {
       var dot = svg("circle", { cx: X(p.ratio), cy: Y(p[scorer] || 0), r: 5, fill: "none", stroke: "#000", "stroke-width": 2 });
-      dot.appendChild(svg("title", null, p.method + " at " + p.budget + "x: ppl ratio " + fmt(p.ratio) + ", success " + fmt(p[scorer])));
+      dot.appendChild(svg("title", null, p.method + " at " + p.budget + "x (read on " + (p.split || "dev") + "): ppl ratio " + fmt(p.ratio) + ", success " + fmt(p[scorer])));
       s.appendChild(dot);
     });
     s.appendChild(svg("text", { x: 40 + W / 2, y: H + 30, class: "ax", "text-anchor": "middle" }, "perplexity / unsteered (dev)"));
     s.appendChild(svg("text", { x: 36, y: 14, class: "ax", "text-anchor": "end" }, "1"));
     s.appendChild(svg("text", { x: 36, y: H + 8, class: "ax", "text-anchor": "end" }, "0"));
-    s.appendChild(svg("text", { x: 50 + W, y: H, class: "ax" }, "success (" + scorer + "); circles: matched points"));
+    s.appendChild(svg("text", { x: 50 + W, y: H, class: "ax" }, "success (" + scorer + "); lines: dev runs; circles: matched points"));
     return s;
   }
   function renderSteering() {
