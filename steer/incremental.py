@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from steer.interventions import Intervention, neuron_edits
+from steer.interventions import Direction, Intervention, neuron_edits
 from steer.neuronset import NeuronSet
 from steer.record import record
 from steer.steerer import Steerer
@@ -36,7 +36,7 @@ def incremental_transport(
     neurons: NeuronSet,
     worlds: Worlds,
     proposition: Proposition,
-    directions: tuple[str, ...] = ("toward", "away"),
+    directions: tuple[Direction, ...] = ("toward", "away"),
     progress: bool = True,
 ) -> NeuronSet:
     """The neuron set with its linear-transport fits made layer by layer, earlier layers' maps active.

@@ -139,12 +139,12 @@ def _train_direction(
         if cfg.fluency > 0:
             with torch.no_grad():
                 base = model.bridge(ids, attention_mask=mask).float().log_softmax(-1)
-        got: dict[int, Tensor] = {}
+        pooled: dict[int, Tensor] = {}
         params = current()
         logits = model.bridge.run_with_hooks(
-            ids, fwd_hooks=_pooled_hooks(index, params, mask, site, got), attention_mask=mask
+            ids, fwd_hooks=_pooled_hooks(index, params, mask, site, pooled), attention_mask=mask
         )
-        loss = sum(_w2(got[layer].double(), tgt_sorted[layer], scale[layer]) for layer in index) / len(index)
+        loss = torch.stack([_w2(pooled[layer].double(), tgt_sorted[layer], scale[layer]) for layer in index]).mean()
         for layer, (w, b) in params.items():
             group = torch.sqrt((w - 1) ** 2 + (b / scale[layer].float()) ** 2 + 1e-12)
             loss = loss + cfg.sparsity * group.mean()
