@@ -12,9 +12,12 @@ import pytest
 
 import steer
 
-# Helps that load no torch: every command's flags come from the torch-free configs (steer.configs) and names
-# (steer.names). Only the evaluation harness's modes (eval flip/steer: the steer.eval package) still import it.
-TORCH_FREE_HELP = [[], ["find"], ["stability"], ["record"], ["generate"], ["demo"], ["export"], ["eval"], ["view"]]
+# Every help loads no torch: the flags come from the torch-free configs (steer.configs, steer.eval.configs) and
+# names (steer.names), and steer / steer.eval resolve their public names lazily.
+TORCH_FREE_HELP = [
+    [], ["find"], ["stability"], ["record"], ["generate"], ["demo"], ["export"], ["eval"], ["eval", "flip"],
+    ["eval", "steer"], ["view"],
+]
 ALL_HELP = [
     [],
     ["find"],
@@ -92,6 +95,19 @@ def test_bad_flag_of_a_lazy_command_is_an_error() -> None:
     assert e.value.code == 2
     args = parser.parse_args(["record", "--out", "x", "--site", "resid"])
     assert args.cmd == "record" and args.site == "resid" and args.reduce == "last"
+
+
+def test_the_evaluation_package_and_its_configs_load_without_torch() -> None:
+    out = _fresh(
+        "import sys\n"
+        "import steer.eval as e\n"
+        "from steer.eval.configs import FlipItems, FlipWorlds, SteeringEvalConfig, UnitChoice\n"
+        "print('torch' in sys.modules, FlipWorlds().n, SteeringEvalConfig().k, UnitChoice().k)\n"
+        "print(e.FlipConfig().pos2neg.value, 'torch' in sys.modules, e.matched.__name__)\n"
+    )
+    first, second = out.splitlines()[-2:]
+    assert first == "False 1024 500 5"
+    assert second == "5.0 True steer.eval.matched"
 
 
 def test_configs_are_built_and_checked_without_torch() -> None:

@@ -20,10 +20,16 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 
 def _flip_parser(p: argparse.ArgumentParser) -> None:
-    from steer.eval import FlipConfig
-    from steer.selection import SCORES
+    from dataclasses import fields
 
-    c = FlipConfig()
+    from steer.eval.configs import FlipConfig, FlipItems, FlipWorlds, UnitChoice
+    from steer.names import SCORES
+
+    # the defaults, read without building a FlipConfig (its interventions would import torch)
+    top = {f.name: f.default for f in fields(FlipConfig)}
+    c = argparse.Namespace(
+        sst2=top["sst2"], batch_size=top["batch_size"], worlds=FlipWorlds(), items=FlipItems(), units=UnitChoice()
+    )
     model_flags(p)
     p.add_argument(
         "--sst2", default=None, help=f"hub dataset or a GLUE dir with train/validation.tsv (default: {c.sst2})"
@@ -58,8 +64,8 @@ def _flip_parser(p: argparse.ArgumentParser) -> None:
 
 
 def _steering_parser(p: argparse.ArgumentParser) -> None:
-    from steer.eval import SteeringEvalConfig
-    from steer.selection import SCORES
+    from steer.eval.configs import SteeringEvalConfig
+    from steer.names import SCORES
 
     c = SteeringEvalConfig()
     model_flags(p)

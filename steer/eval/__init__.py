@@ -15,29 +15,103 @@
   with the RD loss) and their data, :mod:`steer.eval.datasets`.
 """
 
-from steer.eval.datasets import load_mnist, mnist_split
-from steer.eval.fairness import FairnessExperiment, run_fairness, write_fairness_report
-from steer.eval.flip_mode import FlipConfig, FlipItems, FlipWorlds, UnitChoice, evaluate_flips
-from steer.eval.lenet import LENET_SITES, TrainConfig, accuracy, digit_worlds, fgsm_accuracy, record_lenet, train_lenet
-from steer.eval.matched import Bench, BenchPrompts, MatchedConfig, matched_eval
-from steer.eval.matched_report import matched_table
-from steer.eval.methods import (
-    CombinedSteering,
-    Method,
-    NeuronSteering,
-    PerTarget,
-    Prompting,
-    PromptPrefix,
-    ResidualVector,
-    SelfConditioning,
-)
-from steer.eval.metrics import perplexity, vader_compound, wilson_interval
-from steer.eval.mnist import MnistExperiment, correctness, digit_flips, run_mnist, sanity, write_mnist_report
-from steer.eval.plots import plot_digit_flips, plot_k_curve, plot_max_strength, plot_pca_layers, plot_tradeoff
-from steer.eval.quality import summary_rows
-from steer.eval.report import flip_table, load_result, steering_table
-from steer.eval.scorers import Scorer, VaderScorer, get_scorer
-from steer.eval.steering_mode import SteeringEvalConfig, evaluate_steering
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+# Each public name and the module that provides it, imported on first use: ``steer eval --help`` and the modes'
+# configs (steer.eval.configs) load no torch.
+_PROVIDERS: dict[str, str] = {
+    "LENET_SITES": "steer.eval.lenet",
+    "Bench": "steer.eval.matched",
+    "BenchPrompts": "steer.eval.matched",
+    "CombinedSteering": "steer.eval.methods",
+    "FairnessExperiment": "steer.eval.fairness",
+    "FlipConfig": "steer.eval.configs",
+    "FlipItems": "steer.eval.configs",
+    "FlipWorlds": "steer.eval.configs",
+    "MatchedConfig": "steer.eval.matched",
+    "Method": "steer.eval.methods",
+    "MnistExperiment": "steer.eval.mnist",
+    "NeuronSteering": "steer.eval.methods",
+    "PerTarget": "steer.eval.methods",
+    "PromptPrefix": "steer.eval.methods",
+    "Prompting": "steer.eval.methods",
+    "ResidualVector": "steer.eval.methods",
+    "Scorer": "steer.eval.scorers",
+    "SelfConditioning": "steer.eval.methods",
+    "SteeringEvalConfig": "steer.eval.configs",
+    "TrainConfig": "steer.eval.lenet",
+    "UnitChoice": "steer.eval.configs",
+    "VaderScorer": "steer.eval.scorers",
+    "accuracy": "steer.eval.lenet",
+    "correctness": "steer.eval.mnist",
+    "digit_flips": "steer.eval.mnist",
+    "digit_worlds": "steer.eval.lenet",
+    "evaluate_flips": "steer.eval.flip_mode",
+    "evaluate_steering": "steer.eval.steering_mode",
+    "fgsm_accuracy": "steer.eval.lenet",
+    "flip_table": "steer.eval.report",
+    "get_scorer": "steer.eval.scorers",
+    "load_mnist": "steer.eval.datasets",
+    "load_result": "steer.eval.report",
+    "matched_eval": "steer.eval.matched",
+    "matched_table": "steer.eval.matched_report",
+    "mnist_split": "steer.eval.datasets",
+    "perplexity": "steer.eval.metrics",
+    "plot_digit_flips": "steer.eval.plots",
+    "plot_k_curve": "steer.eval.plots",
+    "plot_max_strength": "steer.eval.plots",
+    "plot_pca_layers": "steer.eval.plots",
+    "plot_tradeoff": "steer.eval.plots",
+    "record_lenet": "steer.eval.lenet",
+    "run_fairness": "steer.eval.fairness",
+    "run_mnist": "steer.eval.mnist",
+    "sanity": "steer.eval.mnist",
+    "steering_table": "steer.eval.report",
+    "summary_rows": "steer.eval.quality",
+    "train_lenet": "steer.eval.lenet",
+    "vader_compound": "steer.eval.metrics",
+    "wilson_interval": "steer.eval.metrics",
+    "write_fairness_report": "steer.eval.fairness",
+    "write_mnist_report": "steer.eval.mnist",
+}
+
+if TYPE_CHECKING:  # the same names, eagerly, for type checkers and IDEs
+    from steer.eval.configs import FlipConfig, FlipItems, FlipWorlds, SteeringEvalConfig, UnitChoice
+    from steer.eval.datasets import load_mnist, mnist_split
+    from steer.eval.fairness import FairnessExperiment, run_fairness, write_fairness_report
+    from steer.eval.flip_mode import evaluate_flips
+    from steer.eval.lenet import (
+        LENET_SITES,
+        TrainConfig,
+        accuracy,
+        digit_worlds,
+        fgsm_accuracy,
+        record_lenet,
+        train_lenet,
+    )
+    from steer.eval.matched import Bench, BenchPrompts, MatchedConfig, matched_eval
+    from steer.eval.matched_report import matched_table
+    from steer.eval.methods import (
+        CombinedSteering,
+        Method,
+        NeuronSteering,
+        PerTarget,
+        Prompting,
+        PromptPrefix,
+        ResidualVector,
+        SelfConditioning,
+    )
+    from steer.eval.metrics import perplexity, vader_compound, wilson_interval
+    from steer.eval.mnist import MnistExperiment, correctness, digit_flips, run_mnist, sanity, write_mnist_report
+    from steer.eval.plots import plot_digit_flips, plot_k_curve, plot_max_strength, plot_pca_layers, plot_tradeoff
+    from steer.eval.quality import summary_rows
+    from steer.eval.report import flip_table, load_result, steering_table
+    from steer.eval.scorers import Scorer, VaderScorer, get_scorer
+    from steer.eval.steering_mode import evaluate_steering
 
 __all__ = [
     "LENET_SITES",
@@ -94,3 +168,19 @@ __all__ = [
     "write_fairness_report",
     "write_mnist_report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module on first access (then cached in this module's namespace)."""
+    provider = _PROVIDERS.get(name)
+    if provider is None:
+        if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
+            return importlib.import_module(f"{__name__}.{name}")  # a submodule, as when the package was eager
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(provider), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

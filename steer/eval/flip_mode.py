@@ -12,76 +12,23 @@ other layer choice. The result is written as ``result.json`` + ``report.md`` + `
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from steer.eval.configs import FlipConfig, FlipItems, FlipWorlds, UnitChoice  # noqa: F401 - public here
 from steer.eval.faithfulness import Condition, answer_token_ids, flip_eval
 from steer.eval.report import write_report
-from steer.interventions import Intervention
 from steer.models import versions
 from steer.neurons import Strengths, UnitScores, score_units
 from steer.select import RecordSpec, recording
 from steer.sites import format_layers, resolve_layers
-from steer.templates import Template
 from steer.worlds import Worlds
 
 if TYPE_CHECKING:
     from steer.models import Model
 
 LABEL_MAP = {"1": "positive", "0": "negative", "positive": "positive", "negative": "negative"}
-
-
-@dataclass(frozen=True)
-class FlipWorlds:
-    """Where the units are found: the worlds (default: SST-2 train), their template and the two propositions."""
-
-    source: str | None = None
-    n: int = 1024
-    template: str | Template = "paper-2shot"
-    positive: str = "vader_pos:top25"
-    negative: str = "vader_neg:top25"
-
-
-@dataclass(frozen=True)
-class FlipItems:
-    """What is classified: labelled items (default: SST-2 validation) in an answer-letter template."""
-
-    source: str | None = None
-    n: int | None = 500
-    template: str | Template = "paper-3shot-ab"
-    label_field: str = "label"
-    answers: tuple[str, str] = (" a", " b")  # the answer tokens for positive and negative
-
-
-@dataclass(frozen=True)
-class UnitChoice:
-    """Which units are rewritten: the method's (top-k by ``score`` in ``layers`` at each site) and the controls'."""
-
-    sites: tuple[str, ...] = ("resid",)  # several sites share one pass over the evaluation items
-    reduce: str = "last"
-    layers: tuple[int, ...] = (-1,)
-    other_layers: tuple[int, ...] | None = None  # default: all layers when `layers` is one layer, else the last
-    k: int = 5
-    score: str = "D"
-    compare_scores: tuple[str, ...] = ("mean-diff",)
-    random_seeds: tuple[int, ...] = (0, 1, 2)
-
-
-@dataclass(frozen=True)
-class FlipConfig:
-    """The paper's protocol by default; ``sst2`` is the hub dataset or a local GLUE directory, the default source
-    of the worlds and the items."""
-
-    sst2: str = "stanfordnlp/sst2"
-    text_field: str = "sentence"
-    seed: int = 0  # samples the worlds and the items
-    worlds: FlipWorlds = field(default_factory=FlipWorlds)
-    items: FlipItems = field(default_factory=FlipItems)
-    units: UnitChoice = field(default_factory=UnitChoice)
-    pos2neg: Intervention = field(default_factory=lambda: Intervention("paper", 5.0, "away"))
-    neg2pos: Intervention = field(default_factory=lambda: Intervention("paper", 7.0, "away"))
-    batch_size: int = 32
 
 
 def flip_conditions(

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from steer.eval.configs import SteeringEvalConfig
 from steer.eval.methods import Method
 from steer.eval.report import write_report
 from steer.generation import GenerationConfig
@@ -25,39 +26,11 @@ from steer.models import versions
 from steer.neurons import score_units
 from steer.resources import DEFAULT_PROMPT_SET, PROMPTS_DIR
 from steer.select import RecordSpec, SelectSpec, recording, select_units
-from steer.templates import Template
 from steer.worlds import Worlds
 
 if TYPE_CHECKING:
     from steer.eval.scorers import Scorer
     from steer.models import Model
-
-
-@dataclass(frozen=True)
-class SteeringEvalConfig:
-    """What ``steer eval steer`` compares. Neuron steering uses the project's defaults (SteerConfig)."""
-
-    prompts: tuple[str, ...] = ("prompts/steering_test.jsonl", "prompts/steering_opposite.jsonl")
-    n_prompts: int | None = None
-    worlds: str | None = None  # default: prompts/sentiment.jsonl
-    template: str | Template = "plain"
-    reduce: str = "mean"
-    site: str = "mlp"
-    score: str = "rank-D"
-    k: int = 500
-    rule: str = "additive"
-    coeffs: tuple[float, ...] = (1.0, 2.0, 3.0, 4.0, 6.0)
-    compare_scores: tuple[str, ...] = ()  # other selection scores at the same k/rule/coeffs
-    random_seed: int = 0
-    caa_layer: int | None = None  # default: the middle layer
-    caa_coeffs: tuple[float, ...] = (2.0, 4.0, 8.0, 16.0)
-    selfcond_k: tuple[int, ...] = (10, 50, 200, 1000)
-    prompting: bool = True
-    scorers: tuple[str, ...] = ("vader", "minilm-sst2")
-    sst2: str = "stanfordnlp/sst2"
-    seeds: tuple[int, ...] = (0, 1)
-    max_new_tokens: int = 30
-    fluency_budget: float = 1.5  # compare methods at perplexity <= budget x unsteered perplexity
 
 
 def build_methods(model: Model, cfg: SteeringEvalConfig, progress: bool = True) -> tuple[list[Method], dict[str, Any]]:
