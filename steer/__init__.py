@@ -15,11 +15,11 @@ PyTorch network enters through :class:`Network` and :class:`TensorWorlds`; reaso
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 import types
 from typing import TYPE_CHECKING, Any
+
+from steer.lazy import lazy_getattr
 
 # Each public name and the module that provides it. The modules load on first use (``steer.generate`` imports
 # torch then, not ``import steer``), so ``steer --help`` and ``import steer.options`` stay light.
@@ -137,17 +137,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first access (then cached in this module's namespace); any other
-    name of a submodule is that submodule (``import steer`` then ``steer.export.FORMATS``, as when it was eager)."""
-    provider = _PROVIDERS.get(name)
-    if provider is None:
-        if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-            return importlib.import_module(f"{__name__}.{name}")
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(provider), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _PROVIDERS, globals())
 
 
 def __dir__() -> list[str]:

@@ -17,9 +17,9 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from steer.lazy import lazy_getattr
 
 # Each public name and the module that provides it, imported on first use: ``steer eval --help`` and the modes'
 # configs (steer.eval.configs) load no torch.
@@ -170,16 +170,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its module on first access (then cached in this module's namespace)."""
-    provider = _PROVIDERS.get(name)
-    if provider is None:
-        if name.isidentifier() and not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}"):
-            return importlib.import_module(f"{__name__}.{name}")  # a submodule, as when the package was eager
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(provider), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _PROVIDERS, globals())
 
 
 def __dir__() -> list[str]:
