@@ -28,6 +28,13 @@ Stages (``--stage all`` runs both):
     python bench/steering_bench.py --size small                      # a few minutes
     python bench/steering_bench.py --model $(../shared/tools/get-qwen-gguf) --size medium
     python bench/steering_bench.py --search-spread 1                 # also: how far the dev search moves with the seed
+    python bench/steering_bench.py --model FILE --size medium --methods neurons,caa-all \
+        --extend RESULT_JSON --n-test 96 --n-opposite 48             # a stored table grown to 96 + 48 test openings
+
+``--merge`` adds methods to a stored table (same openings and seeds); ``--extend`` adds test openings to it: every
+method of the stored table runs again on the openings it did not use, at the test grid it chose on dev, and the two
+parts are joined opening by opening (steer.eval.matched_extend), so a table too large for one sitting is measured in
+two.
 
 Writes result.json (command line, versions, machine, date, every per-continuation figure), report.md and PNGs under
 --out (default docs/results/steering_bench/<model name>).
@@ -64,6 +71,7 @@ from steer.eval import (
     plot_k_curve,
 )
 from steer.eval.matched import merge_tables, search_spread
+from steer.eval.matched_extend import concat_tables, extend_eval
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
@@ -293,8 +301,13 @@ def main(argv=None):
     ap.add_argument("--grid", type=int, default=None, help="test settings per method and target (default: size's)")
     ap.add_argument("--merge", default=None, metavar="RESULT_JSON",
                     help="a stored run of the same bench to add these methods to (one table, compared afresh)")
+    ap.add_argument("--extend", default=None, metavar="RESULT_JSON",
+                    help="a stored table to add test openings to, at the settings it chose (--n-test and "
+                         "--n-opposite give the new totals; --methods must name all of its methods)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.extend and args.merge:
+        sys.exit("steering_bench: --extend and --merge are separate runs; do one, then the other")
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.time()
     size = dict(SIZES[args.size])
@@ -317,6 +330,9 @@ def main(argv=None):
     dev = BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "dev", n_neutral=size["n_dev"], seed=seed)
     test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test",
                                    n_neutral=size["n_test"], n_opposite=size["n_opposite"], seed=seed)
+    old = json.loads(Path(args.extend).read_text()) if args.extend else None
+    if old is not None:
+        test = added_openings(old, test)
     budgets = tuple(float(b) for b in args.budgets.split(","))
     cfg = MatchedConfig(budgets=budgets, samples=size["samples"], max_evals=size["max_evals"], grid=size["grid"],
                         resamples=size["resamples"], max_new_tokens=args.max_new_tokens)
@@ -327,18 +343,28 @@ def main(argv=None):
               "stage": args.stage, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, torch {torch.__version__}",
-              "steer_version": __version__, "plots": {}}
+              "steer_version": __version__, "split_seed": seed, "plots": {}}
     if args.stage in ("all", "table"):
         result["extra"] = {}
         methods = build(model, shared, False, args.methods, result["extra"])
         log(f"methods: {[m.name for m in methods]}")
-        table = matched_eval(bench, methods)
+        if old is not None:  # the stored table's settings on new test openings, joined opening by opening
+            if old["provenance"] != model.provenance:
+                sys.exit(f"steering_bench: {args.extend} was run on another model ({old['model']})")
+            check_rebuilt(old.get("extra", {}), result["extra"])
+            table = concat_tables(old["table"], extend_eval(bench, methods, old["table"]))
+            result["extended_from"] = {"command": old.get("command"), "date": old.get("date"),
+                                       "seconds": old.get("seconds"), "n_test": old["table"]["n_test"],
+                                       "n_test_against": old["table"]["n_test_against"]}
+            result["extra"] = {**old.get("extra", {}), **result["extra"]}
+        else:
+            table = matched_eval(bench, methods)
         if args.merge:  # methods added to a stored run of the same bench: one table, compared afresh
-            old = json.loads(Path(args.merge).read_text())
-            table = merge_tables(old["table"], table)
-            result["merged_with"] = {"command": old.get("command"), "date": old.get("date"),
-                                     "seconds": old.get("seconds"), "extra": old.get("extra", {})}
-            result["extra"] = {**old.get("extra", {}), **result.get("extra", {})}
+            first = json.loads(Path(args.merge).read_text())
+            table = merge_tables(first["table"], table)
+            result["merged_with"] = {"command": first.get("command"), "date": first.get("date"),
+                                     "seconds": first.get("seconds"), "extra": first.get("extra", {})}
+            result["extra"] = {**first.get("extra", {}), **result.get("extra", {})}
         result["table"] = table
         for b in table["budgets"]:
             result["plots"][f"matched_{b:g}"] = str(plot_matched(table, b, out / f"matched_{b:g}x.png"))
@@ -360,6 +386,34 @@ def main(argv=None):
     save(result, out, t0)
     log(f"wrote {out}/report.md")
     return result
+
+
+def added_openings(old, test):
+    """The test openings of ``test`` that the stored run ``old`` did not use; exits when its openings are not all
+    among them (the stratified draws of two sizes nest when every group's share grows)."""
+    t = old["table"]
+    before = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", n_neutral=t["n_test"],
+                                     n_opposite=sum(t["n_test_against"].values()), seed=old.get("split_seed", 0))
+    neutral, opposite = set(before.neutral), set(before.opposite)
+    if not neutral <= set(test.neutral) or not opposite <= set(test.opposite):
+        sys.exit("steering_bench: the stored run's test openings are not all in this draw; give --n-test and "
+                 "--n-opposite at least its sizes, in the same proportions, with its --split-seed")
+    added = BenchPrompts([p for p in test.neutral if p not in neutral], [p for p in test.opposite if p not in opposite])
+    if not added.neutral:
+        sys.exit("steering_bench: no new test openings; give --n-test (and --n-opposite) above the stored run's")
+    return added
+
+
+def check_rebuilt(old_extra, extra):
+    """Methods built by training must come out as they did in the stored run (seeded), or the rows mix two maps."""
+    a, b = old_extra.get("training", {}).get("losses"), extra.get("training", {}).get("losses")
+    if a is None or b is None:
+        return
+    last = [[v[-1] for _, v in sorted(by.items())] for _, by in sorted(a.items())]
+    now = [[v[-1] for _, v in sorted(by.items())] for _, by in sorted(b.items())]
+    if not np.allclose(last, now, rtol=1e-3):
+        sys.exit(f"steering_bench: the trained maps came out differently from the stored run's (final losses {now} "
+                 f"vs {last}); extend on the machine that trained them")
 
 
 def save(result, out, t0):

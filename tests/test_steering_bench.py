@@ -63,3 +63,36 @@ def test_a_second_run_adds_methods_to_a_stored_table(tmp_path, cache_env):
 
     with pytest.raises(ValueError, match="unsteered test runs differ"):
         merge_tables(bad, table)
+
+
+def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cache_env):
+    """--extend: the stored run's methods on new test openings only, at its test grids (no new dev search), joined
+    opening by opening; its own openings' figures are kept as they were."""
+    import pytest
+
+    model = build_tiny_model(tmp_path / "tiny", "qwen2")
+    worlds = tmp_path / "worlds.jsonl"
+    worlds.write_text("".join(json.dumps(r) + "\n" for r in labelled_corpus(4)))
+    common = ["--model", str(model), "--size", "tiny", "--scorers", "vader", "--worlds", str(worlds),
+              "--max-new-tokens", "4", "--stage", "table", "--budgets", "1.5", "--methods", "neurons,caa-all"]
+    bench = _bench()
+    first = bench.main([*common, "--out", str(tmp_path / "a")])
+    stored = str(tmp_path / "a" / "result.json")
+    grown = bench.main([*common, "--extend", stored, "--n-test", "12", "--n-opposite", "8",
+                        "--out", str(tmp_path / "b")])
+    a, t = first["table"], grown["table"]
+    assert t["n_test"] == 12 and sum(t["n_test_against"].values()) == 8 and a["n_test"] == 6
+    assert [p["n_test"] for p in t["parts"]] == [6, 6] and grown["extended_from"]["n_test"] == 6
+    assert t["dev"] == json.loads(json.dumps(a["dev"]))  # no new search
+    for key, c in t["curves"].items():
+        assert c["knobs"] == a["curves"][key]["knobs"]
+        assert [g[:6] for g in c["neutral"]["nll"]] == a["curves"][key]["neutral"]["nll"]
+        assert all(len(g) == 12 for g in c["neutral"]["nll"])
+        assert all(len(g) == 8 // 2 for g in c["against"]["success"]["vader"])
+    assert len(t["unsteered"]["nll"]) == 12 and len(t["comparisons"]["1.5"]) == len(a["comparisons"]["1.5"])
+    assert {r["method"] for r in t["rows"]} == {r["method"] for r in a["rows"]}
+    with pytest.raises(ValueError, match="every method of the stored table"):
+        bench.main([*common[:-1], "neurons", "--extend", stored, "--n-test", "12", "--n-opposite", "8",
+                    "--out", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match="no new test openings"):
+        bench.main([*common, "--extend", stored, "--out", str(tmp_path / "d")])

@@ -1,0 +1,140 @@
+"""Growing a stored benchmark table with more test openings, at the settings it already chose.
+
+A table's intervals narrow with the number of test openings, but a run that is large enough can take longer than one
+sitting. :func:`extend_eval` runs every method of a stored table (:func:`steer.eval.matched.matched_eval`) again,
+on *new* test openings only, at the test grid the stored run chose on dev (no new search: the settings were fixed
+before any test opening was seen, so adding openings changes no choice). :func:`concat_tables` joins the two runs
+opening by opening (every per-continuation array, the unsteered run's included) and reads every row and every
+comparison again, Holm over the whole table. Within each part all methods share openings and seeds, so every
+comparison stays paired.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from steer.eval.matched import TARGETS, Bench, _curve, _unsteered
+from steer.eval.methods import Method
+from steer.eval.metrics import rate
+
+
+def extend_eval(bench: Bench, methods: Sequence[Method], stored: dict[str, Any]) -> dict[str, Any]:
+    """Run ``methods`` on ``bench.test`` (the new openings only) at the test grids of ``stored`` (a table of
+    :func:`steer.eval.matched.matched_eval` on the same model and settings); the same shape of table, with no dev
+    search and no rows (join it to ``stored`` with :func:`concat_tables`).
+
+    Raises:
+        ValueError: the settings differ from the stored table's, or the methods are not exactly its methods.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.time()
+    cfg = json.loads(json.dumps(asdict(bench.cfg)))
+    if cfg != stored["config"]:
+        diff = sorted(k for k in cfg if cfg[k] != stored["config"].get(k))
+        raise ValueError(f"the bench's settings differ from the stored table's in {', '.join(diff)}: not one bench")
+    stored_methods = {c["method"] for c in stored["curves"].values()}
+    names = {m.name for m in methods}
+    if names != stored_methods:
+        raise ValueError(
+            "extend every method of the stored table and no other: missing "
+            f"{sorted(stored_methods - names) or 'none'}, not in it {sorted(names - stored_methods) or 'none'}"
+        )
+    base = _unsteered(bench.test_run(None, None, 0.0), bench.cfg.samples)
+    curves: dict[str, dict[str, Any]] = {}
+    jobs = [(m, t) for m in methods for t in TARGETS]
+    for m, t in tqdm(jobs, desc="extending", disable=not bench.progress):
+        key = f"{m.name} -> {t}"
+        grid = stored["curves"][key]["knobs"]
+        runs = [bench.test_run(m, t, x) for x in grid]
+        curves[key] = {**_curve(runs, grid, t, bench.cfg.samples), "method": m.name, "kind": m.kind, "info": m.info}
+    return {
+        "config": cfg,
+        "budgets": stored["budgets"],
+        "n_test": len(bench.test.neutral),
+        "n_test_against": {t: len(bench.test.against(t)) for t in TARGETS},
+        "unsteered": base,
+        "curves": curves,
+        "seconds": round(time.time() - t0, 1),
+    }
+
+
+def _join(a: list[Any], b: list[Any]) -> list[Any]:
+    """[grid, openings, samples] + [grid, openings', samples] -> [grid, openings + openings', samples]."""
+    if len(a) != len(b):
+        raise ValueError(f"the two runs have test grids of {len(a)} and {len(b)} settings: not one table")
+    return [x + y for x, y in zip(a, b)]
+
+
+def _weighted(a: float, n_a: int, b: float, n_b: int) -> float:
+    return (a * n_a + b * n_b) / max(n_a + n_b, 1)
+
+
+def _join_rates(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Nested {..: rate} dicts of the two parts as one rate per leaf (counts added)."""
+    if "k" in a and "n" in a:
+        return rate(a["k"] + b["k"], a["n"] + b["n"])
+    return {key: _join_rates(a[key], b[key]) for key in a}
+
+
+def _join_unsteered(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    na, nb = len(a["nll"]), len(b["nll"])
+    nll, count = a["nll"] + b["nll"], a["count"] + b["count"]
+    return {
+        **a,
+        "nll": nll,
+        "count": count,
+        "ppl": math.exp(float(np.sum(nll)) / max(float(np.sum(count)), 1.0)),
+        "distinct_2": _weighted(a["distinct_2"], na, b["distinct_2"], nb),
+        "shares": _join_rates(a["shares"], b["shares"]),
+        "against": _join_rates(a["against"], b["against"]),
+    }
+
+
+def concat_tables(stored: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` with the openings of ``extra`` (from :func:`extend_eval`) added, every row read again and every
+    comparison computed again (Holm over the whole table); ``parts`` records each part's size and seconds."""
+    from steer.eval.matched_report import compare_all, read_rows
+
+    stored, extra = json.loads(json.dumps(stored)), json.loads(json.dumps(extra))
+    if stored["config"] != extra["config"] or stored["budgets"] != extra["budgets"]:
+        raise ValueError("the two runs differ in their settings or budgets: not one table")
+    if set(stored["curves"]) != set(extra["curves"]):
+        raise ValueError("the two runs hold different methods: extend every method of the stored table")
+    n_a, n_b = stored["n_test"], extra["n_test"]
+    out = {**stored}
+    out["unsteered"] = _join_unsteered(stored["unsteered"], extra["unsteered"])
+    out["curves"] = {}
+    for key, a in stored["curves"].items():
+        b = extra["curves"][key]
+        if a["knobs"] != b["knobs"]:
+            raise ValueError(f"{key}: the two runs used different test grids: not one table")
+        c = json.loads(json.dumps(a))
+        for field in ("nll", "count"):
+            c["neutral"][field] = _join(a["neutral"][field], b["neutral"][field])
+        c["neutral"]["success"] = {s: _join(v, b["neutral"]["success"][s]) for s, v in a["neutral"]["success"].items()}
+        c["neutral"]["distinct_2"] = [
+            _weighted(x, n_a, y, n_b) for x, y in zip(a["neutral"]["distinct_2"], b["neutral"]["distinct_2"])
+        ]
+        if "against" in a:
+            c["against"]["success"] = {
+                s: _join(v, b["against"]["success"][s]) for s, v in a["against"]["success"].items()
+            }
+        out["curves"][key] = c
+    out["n_test"] = n_a + n_b
+    out["n_test_against"] = {t: stored["n_test_against"][t] + extra["n_test_against"][t] for t in TARGETS}
+    parts = stored.get("parts") or [{"n_test": n_a, "n_test_against": stored["n_test_against"],
+                                     "seconds": stored["seconds"]}]  # fmt: skip
+    out["parts"] = [*parts, {"n_test": n_b, "n_test_against": extra["n_test_against"], "seconds": extra["seconds"]}]
+    out["seconds"] = round(stored["seconds"] + extra["seconds"], 1)
+    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    out["rows"] = read_rows(out, memo)
+    out["comparisons"] = compare_all(out, memo)
+    return out
