@@ -56,6 +56,7 @@ import numpy as np
 import torch
 
 from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, Worlds, load_model, recording
+from steer.artifacts import IDENTITY_KEYS
 from steer.eval import (
     Bench,
     BenchPrompts,
@@ -75,8 +76,8 @@ from steer.eval.matched_extend import concat_tables, extend_eval
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
-from steer.models import versions
 from steer.incremental import incremental_transport
+from steer.models import versions
 from steer.neurons import score_units, with_transport
 from steer.resources import PROMPTS_DIR
 from steer.trained_maps import TrainConfig, train_maps
@@ -308,6 +309,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.extend and args.merge:
         sys.exit("steering_bench: --extend and --merge are separate runs; do one, then the other")
+    if args.extend and args.stage != "table":
+        sys.exit("steering_bench: --extend grows a table; give --stage table")
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.time()
     size = dict(SIZES[args.size])
@@ -330,6 +333,7 @@ def main(argv=None):
     dev = BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "dev", n_neutral=size["n_dev"], seed=seed)
     test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test",
                                    n_neutral=size["n_test"], n_opposite=size["n_opposite"], seed=seed)
+    openings = sha256_of(test.neutral, test.opposite)
     old = json.loads(Path(args.extend).read_text()) if args.extend else None
     if old is not None:
         test = added_openings(old, test)
@@ -343,19 +347,19 @@ def main(argv=None):
               "stage": args.stage, "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, torch {torch.__version__}",
-              "steer_version": __version__, "split_seed": seed, "plots": {}}
+              "steer_version": __version__, "split_seed": seed, "test_openings_sha256": openings,
+              "worlds_sha256": sha256_of(Path(args.worlds).read_text()), "plots": {}}
     if args.stage in ("all", "table"):
         result["extra"] = {}
         methods = build(model, shared, False, args.methods, result["extra"])
         log(f"methods: {[m.name for m in methods]}")
         if old is not None:  # the stored table's settings on new test openings, joined opening by opening
-            if old["provenance"] != model.provenance:
-                sys.exit(f"steering_bench: {args.extend} was run on another model ({old['model']})")
+            same_bench(old, result, args.extend)
             check_rebuilt(old.get("extra", {}), result["extra"])
             table = concat_tables(old["table"], extend_eval(bench, methods, old["table"]))
-            result["extended_from"] = {"command": old.get("command"), "date": old.get("date"),
-                                       "seconds": old.get("seconds"), "n_test": old["table"]["n_test"],
-                                       "n_test_against": old["table"]["n_test_against"]}
+            result["extended_from"] = {key: old.get(key) for key in ("command", "date", "seconds", "merged_with",
+                                                                     "extended_from", "test_openings_sha256")}
+            result["extended_from"].update(n_test=old["table"]["n_test"], n_test_against=old["table"]["n_test_against"])
             result["extra"] = {**old.get("extra", {}), **result["extra"]}
         else:
             table = matched_eval(bench, methods)
@@ -388,6 +392,25 @@ def main(argv=None):
     return result
 
 
+def sha256_of(*parts):
+    """The sha256 of the parts as JSON (the test openings, or a file's text)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def same_bench(old, result, path):
+    """Exit unless the stored run ``old`` used this model (its weights and config) and these worlds."""
+    for key in ("model", "worlds_sha256"):
+        if key in old and old[key] != result[key]:
+            what = key.split("_")[0]
+            sys.exit(f"steering_bench: {path} was run with another {what} ({old[key]!r} vs {result[key]!r})")
+    a, b = old["provenance"], result["provenance"]
+    differ = sorted(k for k in IDENTITY_KEYS if a.get(k) != b.get(k))
+    if differ:
+        sys.exit(f"steering_bench: {path} was run on another model (its provenance differs in {', '.join(differ)})")
+
+
 def added_openings(old, test):
     """The test openings of ``test`` that the stored run ``old`` did not use; exits when its openings are not all
     among them (the stratified draws of two sizes nest when every group's share grows)."""
@@ -395,6 +418,10 @@ def added_openings(old, test):
     before = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", n_neutral=t["n_test"],
                                      n_opposite=sum(t["n_test_against"].values()), seed=old.get("split_seed", 0))
     neutral, opposite = set(before.neutral), set(before.opposite)
+    now = sha256_of(before.neutral, before.opposite)
+    if old.get("test_openings_sha256", now) != now:
+        sys.exit("steering_bench: the stored run's test openings are not those of today's prompt files at its sizes "
+                 "and --split-seed (the files changed?); it cannot be extended")
     if not neutral <= set(test.neutral) or not opposite <= set(test.opposite):
         sys.exit("steering_bench: the stored run's test openings are not all in this draw; give --n-test and "
                  "--n-opposite at least its sizes, in the same proportions, with its --split-seed")
@@ -409,6 +436,8 @@ def check_rebuilt(old_extra, extra):
     a, b = old_extra.get("training", {}).get("losses"), extra.get("training", {}).get("losses")
     if a is None or b is None:
         return
+    if sorted(a) != sorted(b) or any(sorted(a[t]) != sorted(b[t]) for t in a):
+        sys.exit("steering_bench: the trained maps are of other targets or directions than the stored run's")
     last = [[v[-1] for _, v in sorted(by.items())] for _, by in sorted(a.items())]
     now = [[v[-1] for _, v in sorted(by.items())] for _, by in sorted(b.items())]
     if not np.allclose(last, now, rtol=1e-3):

@@ -65,10 +65,12 @@ def test_a_second_run_adds_methods_to_a_stored_table(tmp_path, cache_env):
         merge_tables(bad, table)
 
 
-def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cache_env):
-    """--extend: the stored run's methods on new test openings only, at its test grids (no new dev search), joined
+def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cache_env, monkeypatch):
+    """--extend: the stored run's methods on new test openings only, at its test grids (no dev search), joined
     opening by opening; its own openings' figures are kept as they were."""
     import pytest
+
+    from steer.eval.matched import Bench, BenchPrompts
 
     model = build_tiny_model(tmp_path / "tiny", "qwen2")
     worlds = tmp_path / "worlds.jsonl"
@@ -78,21 +80,40 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
     bench = _bench()
     first = bench.main([*common, "--out", str(tmp_path / "a")])
     stored = str(tmp_path / "a" / "result.json")
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("an extension searched on dev")
+
+    monkeypatch.setattr(Bench, "calibrate", no_search)
     grown = bench.main([*common, "--extend", stored, "--n-test", "12", "--n-opposite", "8",
                         "--out", str(tmp_path / "b")])
     a, t = first["table"], grown["table"]
     assert t["n_test"] == 12 and sum(t["n_test_against"].values()) == 8 and a["n_test"] == 6
-    assert [p["n_test"] for p in t["parts"]] == [6, 6] and grown["extended_from"]["n_test"] == 6
-    assert t["dev"] == json.loads(json.dumps(a["dev"]))  # no new search
+    assert [p["n_test"] for p in t["parts"]] == [6, 6] and [p["seed"] for p in t["parts"]] == [0, 1]
+    assert grown["extended_from"]["n_test"] == 6 and grown["test_openings_sha256"] != first["test_openings_sha256"]
     for key, c in t["curves"].items():
-        assert c["knobs"] == a["curves"][key]["knobs"]
         assert [g[:6] for g in c["neutral"]["nll"]] == a["curves"][key]["neutral"]["nll"]
         assert all(len(g) == 12 for g in c["neutral"]["nll"])
         assert all(len(g) == 8 // 2 for g in c["against"]["success"]["vader"])
-    assert len(t["unsteered"]["nll"]) == 12 and len(t["comparisons"]["1.5"]) == len(a["comparisons"]["1.5"])
-    assert {r["method"] for r in t["rows"]} == {r["method"] for r in a["rows"]}
+    samples = a["config"]["samples"]
+    assert all(r["success"]["neutral"]["vader"]["n"] == 12 * samples for r in t["rows"] if r["reached"])
+    assert len(t["unsteered"]["nll"]) == 12 and "1.5" in t["comparisons"]
+
+    # the new openings are the larger draw's, none of them the stored run's
+    draw = BenchPrompts.from_files(bench.BENCH / "neutral.jsonl", bench.BENCH / "opposite.jsonl", "test", 12, 8)
+    added = bench.added_openings(json.loads(Path(stored).read_text()), draw)
+    old = BenchPrompts.from_files(bench.BENCH / "neutral.jsonl", bench.BENCH / "opposite.jsonl", "test", 6, 4)
+    assert len(added.neutral) == 6 and not set(added.neutral) & set(old.neutral)
+    assert len(added.opposite) == 4 and not set(added.opposite) & set(old.opposite)
+
+    # only neutral openings added: the openings against each target stay the stored run's
+    neutral_only = bench.main([*common, "--extend", stored, "--n-test", "12", "--out", str(tmp_path / "c")])["table"]
+    assert neutral_only["n_test"] == 12 and neutral_only["n_test_against"] == a["n_test_against"]
+    assert all(len(g) == 2 for c in neutral_only["curves"].values() for g in c["against"]["success"]["vader"])
+
     with pytest.raises(ValueError, match="every method of the stored table"):
-        bench.main([*common[:-1], "neurons", "--extend", stored, "--n-test", "12", "--n-opposite", "8",
-                    "--out", str(tmp_path / "c")])
+        bench.main([*common[:-1], "neurons", "--extend", stored, "--n-test", "12", "--out", str(tmp_path / "d")])
     with pytest.raises(SystemExit, match="no new test openings"):
-        bench.main([*common, "--extend", stored, "--out", str(tmp_path / "d")])
+        bench.main([*common, "--extend", stored, "--out", str(tmp_path / "e")])
+    with pytest.raises(SystemExit, match="--stage table"):
+        bench.main([*common[:-6], "--stage", "all", "--extend", stored, "--n-test", "12", "--out", str(tmp_path / "f")])

@@ -6,7 +6,9 @@ on *new* test openings only, at the test grid the stored run chose on dev (no ne
 before any test opening was seen, so adding openings changes no choice). :func:`concat_tables` joins the two runs
 opening by opening (every per-continuation array, the unsteered run's included) and reads every row and every
 comparison again, Holm over the whole table. Within each part all methods share openings and seeds, so every
-comparison stays paired.
+comparison stays paired. Each part samples with its own seed (the stored seed plus the part's number), so the new
+openings do not reuse the random stream of the stored ones. The joined distinct-2 is the opening-weighted mean of the
+parts' (not the distinct-2 of the pooled texts).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from steer.eval.matched import TARGETS, Bench, _curve, _unsteered
+from steer.eval.matched import TARGETS, Bench, _curve, _unsteered, replace_seed
 from steer.eval.methods import Method
 from steer.eval.metrics import rate
 
@@ -40,13 +42,25 @@ def extend_eval(bench: Bench, methods: Sequence[Method], stored: dict[str, Any])
     if cfg != stored["config"]:
         diff = sorted(k for k in cfg if cfg[k] != stored["config"].get(k))
         raise ValueError(f"the bench's settings differ from the stored table's in {', '.join(diff)}: not one bench")
-    stored_methods = {c["method"] for c in stored["curves"].values()}
-    names = {m.name for m in methods}
-    if names != stored_methods:
+    scorers = json.loads(json.dumps({sc.name: sc.info for sc in bench.scorers}, default=str))
+    if scorers != stored["scorers"]:
+        raise ValueError(
+            f"the scorers differ from the stored table's ({sorted(scorers)} vs {sorted(stored['scorers'])}, or their "
+            "training data): not one bench"
+        )
+    stored_methods = {c["method"]: c["info"] for c in stored["curves"].values()}
+    names, before = {m.name for m in methods}, set(stored_methods)
+    if names != before:
         raise ValueError(
             "extend every method of the stored table and no other: missing "
-            f"{sorted(stored_methods - names) or 'none'}, not in it {sorted(names - stored_methods) or 'none'}"
+            f"{sorted(before - names) or 'none'}, not in it {sorted(names - before) or 'none'}"
         )
+    for m in methods:
+        if json.loads(json.dumps(m.info, default=str)) != stored_methods[m.name]:
+            raise ValueError(f"{m.name}: built with {m.info}, the stored table's with {stored_methods[m.name]}")
+    part = len(stored.get("parts") or [None])  # the stored table's parts; this one samples with a seed of its own
+    bench = Bench(bench.model, bench.scorers, bench.dev, bench.test, replace_seed(bench.cfg, bench.cfg.seed + part),
+                  bench.progress)  # fmt: skip
     base = _unsteered(bench.test_run(None, None, 0.0), bench.cfg.samples)
     curves: dict[str, dict[str, Any]] = {}
     jobs = [(m, t) for m in methods for t in TARGETS]
@@ -62,6 +76,7 @@ def extend_eval(bench: Bench, methods: Sequence[Method], stored: dict[str, Any])
         "n_test_against": {t: len(bench.test.against(t)) for t in TARGETS},
         "unsteered": base,
         "curves": curves,
+        "seed": bench.cfg.seed,
         "seconds": round(time.time() - t0, 1),
     }
 
@@ -78,10 +93,10 @@ def _weighted(a: float, n_a: int, b: float, n_b: int) -> float:
 
 
 def _join_rates(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Nested {..: rate} dicts of the two parts as one rate per leaf (counts added)."""
+    """Nested {..: rate} dicts of the two parts as one rate per leaf (counts added; a key of one part only is kept)."""
     if "k" in a and "n" in a:
         return rate(a["k"] + b["k"], a["n"] + b["n"])
-    return {key: _join_rates(a[key], b[key]) for key in a}
+    return {key: _join_rates(a[key], b[key]) if key in a and key in b else a.get(key, b.get(key)) for key in {**a, **b}}
 
 
 def _join_unsteered(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -123,16 +138,19 @@ def concat_tables(stored: dict[str, Any], extra: dict[str, Any]) -> dict[str, An
         c["neutral"]["distinct_2"] = [
             _weighted(x, n_a, y, n_b) for x, y in zip(a["neutral"]["distinct_2"], b["neutral"]["distinct_2"])
         ]
-        if "against" in a:
+        if "against" in a and "against" in b:
             c["against"]["success"] = {
                 s: _join(v, b["against"]["success"][s]) for s, v in a["against"]["success"].items()
             }
+        elif "against" in b:  # the stored part had no openings against this target
+            c["against"] = b["against"]
         out["curves"][key] = c
     out["n_test"] = n_a + n_b
     out["n_test_against"] = {t: stored["n_test_against"][t] + extra["n_test_against"][t] for t in TARGETS}
     parts = stored.get("parts") or [{"n_test": n_a, "n_test_against": stored["n_test_against"],
-                                     "seconds": stored["seconds"]}]  # fmt: skip
-    out["parts"] = [*parts, {"n_test": n_b, "n_test_against": extra["n_test_against"], "seconds": extra["seconds"]}]
+                                     "seed": stored["config"]["seed"], "seconds": stored["seconds"]}]  # fmt: skip
+    out["parts"] = [*parts, {"n_test": n_b, "n_test_against": extra["n_test_against"], "seed": extra["seed"],
+                             "seconds": extra["seconds"]}]  # fmt: skip
     out["seconds"] = round(stored["seconds"] + extra["seconds"], 1)
     memo: dict[tuple[str, float], list[dict[str, Any]]] = {}
     out["rows"] = read_rows(out, memo)
