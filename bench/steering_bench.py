@@ -18,16 +18,18 @@ CAA runs at every layer and at the middle layer (fixed, not searched), PCA of co
 other peers are random units (same k), prompting (an instruction; a sentiment prefix) and self-conditioning.
 ``--methods`` runs some of them (the table's Holm family is then those rows' comparisons).
 
-Stages (``--stage all`` runs both):
+Stages (``--stage all`` runs the first two):
 
 - ``table``: every method at both budgets;
 - ``k``: neuron steering at 1.5x as a function of k (all layers) and of the layer third (k=500), for rank-D and
-  ``--other-score``.
+  ``--other-score``;
+- ``spread``: only the dev search at the highest budget, with sampling seed 0 and with ``--search-spread`` (default
+  1), for every method with a knob: how far the chosen setting moves with the seed (no test run).
 
     python bench/steering_bench.py --stage table                     # bundled model, full size
     python bench/steering_bench.py --size small                      # a few minutes
     python bench/steering_bench.py --model $(../shared/tools/get-qwen-gguf) --size medium
-    python bench/steering_bench.py --search-spread 1                 # also: how far the dev search moves with the seed
+    python bench/steering_bench.py --stage spread --search-spread 1  # how far the dev search moves with the seed
     python bench/steering_bench.py --model FILE --size medium --methods neurons,caa-all \
         --extend RESULT_JSON --n-test 96 --n-opposite 48             # a stored table grown to 96 + 48 test openings
 
@@ -283,7 +285,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="bundled")
     ap.add_argument("--size", default="full", choices=sorted(SIZES))
-    ap.add_argument("--stage", default="all", choices=["all", "table", "k"])
+    ap.add_argument("--stage", default="all", choices=["all", "table", "k", "spread"])
     ap.add_argument("--scorers", default="vader,minilm-sst2")
     ap.add_argument("--sst2", default=str(SHARED / "data" / "sst2") if (SHARED / "data" / "sst2").is_dir()
                     else "stanfordnlp/sst2", help="labelled data of the probe scorer (a GLUE dir or the hub id)")
@@ -377,6 +379,10 @@ def main(argv=None):
             result["search_spread"] = search_spread(bench, [m for m in methods if m.knob is not None],
                                                     max(budgets), args.search_spread)
         save(result, out, t0)  # the table is kept even if the k stage is interrupted
+    if args.stage == "spread":  # the dev search alone, with two seeds: how far its setting moves
+        methods = [m for m in build(model, shared, False, args.methods, {}) if m.knob is not None]
+        log(f"methods: {[m.name for m in methods]}")
+        result["search_spread"] = search_spread(bench, methods, max(budgets), args.search_spread or 1)
     if args.stage in ("all", "k"):
         k = k_stage(model, bench, size, shared, args.other_score, log)
         result["k_curve"] = k

@@ -117,3 +117,18 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
         bench.main([*common, "--extend", stored, "--out", str(tmp_path / "e")])
     with pytest.raises(SystemExit, match="--stage table"):
         bench.main([*common[:-6], "--stage", "all", "--extend", stored, "--n-test", "12", "--out", str(tmp_path / "f")])
+
+
+def test_the_spread_stage_searches_dev_twice_and_runs_no_test(tmp_path, cache_env):
+    model = build_tiny_model(tmp_path / "tiny", "llama")
+    worlds = tmp_path / "worlds.jsonl"
+    worlds.write_text("".join(json.dumps(r) + "\n" for r in labelled_corpus(4)))
+    result = _bench().main(["--model", str(model), "--size", "tiny", "--scorers", "vader", "--worlds", str(worlds),
+                            "--max-new-tokens", "4", "--stage", "spread", "--methods", "neurons,caa-all,prompting",
+                            "--out", str(tmp_path / "out")])
+    sp = result["search_spread"]
+    assert "table" not in result and sp["seed"] == 1 and sp["budget"] == 1.5
+    assert len(sp["settings"]) == 4  # prompting has no knob to search
+    assert {k.split(" (")[0].split(",")[0] for k in sp["settings"]} == {"neurons", "CAA"}
+    assert all(v["knob"] > 0 and v["knob_other_seed"] > 0 for v in sp["settings"].values()) and sp["median_factor"] >= 1
+    assert "How far the dev search moves" in (tmp_path / "out" / "report.md").read_text()

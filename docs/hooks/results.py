@@ -46,11 +46,6 @@ DOCUMENTED_COMMANDS = {
         "python bench/steering_bench.py --stage k --size small --n-dev 16 --n-test 24 --ks 5,50,500,2000 \\\n"
         "    --out docs/results/steering_bench/bundled-k"
     ),
-    "steering_bench/qwen-fixture": (
-        'python bench/steering_bench.py --model "$(../shared/tools/get-qwen-gguf)" --stage table --size medium \\\n'
-        "    --n-dev 12 --n-test 24 --n-opposite 12 --budgets 1.5 --variants default \\\n"
-        "    --out docs/results/steering_bench/qwen-fixture"
-    ),
     "paper-mnist": "python bench/paper_mnist.py --out docs/results/paper-mnist",
     "paper-fairness": "python bench/paper_fairness.py --out docs/results/paper-fairness",
 }
@@ -59,6 +54,7 @@ DOCUMENTED_COMMANDS = {
 TITLES = {
     "steering_bench/bundled": "Steering benchmark: bundled model",
     "steering_bench/bundled-k": "How many neurons: k-curve (bundled model)",
+    "steering_bench/bundled-spread": "How far the dev search moves (bundled model)",
     "steering_bench/qwen-fixture": "Steering benchmark: Qwen fixture",
     "qwen-paper-protocol": "The paper's flip protocol: Qwen fixture",
     "qwen-steering-quality": "Steering quality sweep: Qwen fixture",
@@ -493,6 +489,10 @@ def render_bench_v2(res: dict[str, Any], figs: Figures) -> str:
         f"Verdicts: paired bootstrap of the difference, Holm over every comparison at a budget, alpha {c['alpha']}. "
         "No method's variant was chosen on dev. *does not reach*: the test curve never meets the budget.",
         "",
+        *([" ".join(["Measured in parts (`--extend`: the same settings, new test openings, joined opening by "
+                     "opening):", "; ".join(f"{p['n_test']} + {sum(p['n_test_against'].values())} openings, seed "
+                                            f"{p['seed']}, {p['seconds']:.0f} s" for p in t["parts"]) + "."]), ""]
+          if t.get("parts") else []),
         "Scorers:",
         "",
         scorer_lines(t["scorers"]),
@@ -515,14 +515,16 @@ def render_bench_v2(res: dict[str, Any], figs: Figures) -> str:
         ]
         md += ["", f"Verdicts of **{main}** against each peer:", "",
                table(["peer", "toward", "scorer", "openings", "difference [95%]", "p (Holm)", "verdict"], rows), ""]
-    sp = res.get("search_spread")
-    if sp:
-        rows = [[k, f"{v['knob']:.3g}", f"{v['knob_other_seed']:.3g}"] for k, v in sp["settings"].items()]
-        md += ["## How far the dev search moves with the seed", "",
-               f"At {sp['budget']:g}×, searched again with sampling seed {sp['seed']}: median factor between the two "
-               f"settings {sp['median_factor']:.2f}.", "", table(["method -> target", "seed 0", f"seed {sp['seed']}"],
-                                                                rows), ""]
     return "\n".join(md)
+
+
+def render_spread(sp: dict[str, Any]) -> str:
+    rows = [[k, f"{v['knob']:.3g}", f"{v['knob_other_seed']:.3g}", f"{math.exp(v['log_ratio']):.2f}"]
+            for k, v in sp["settings"].items()]
+    return "\n".join(["## How far the dev search moves with the seed", "",
+                      f"At {sp['budget']:g}×, each setting searched on dev with sampling seed 0 and again with seed "
+                      f"{sp['seed']}: median factor between the two settings {sp['median_factor']:.2f}.", "",
+                      table(["method -> target", "seed 0", f"seed {sp['seed']}", "factor"], rows), ""])
 
 
 def render_bench_k_v2(res: dict[str, Any], figs: Figures) -> str:
@@ -545,7 +547,7 @@ def render_bench_k_v2(res: dict[str, Any], figs: Figures) -> str:
 
 def render_bench(res: dict[str, Any], figs: Figures) -> str:
     s = res.get("sizes") or {}
-    v2 = "curves" in (res.get("table") or {}) or "result" in (res.get("k_curve") or {})
+    v2 = "curves" in (res.get("table") or {}) or "result" in (res.get("k_curve") or {}) or res.get("stage") == "spread"
     if v2:
         md = [f"Benchmark size `{res.get('size')}`, stage `{res.get('stage')}`: "
               + ", ".join(f"{k} {v}" for k, v in s.items()) + ".", ""]
@@ -553,6 +555,8 @@ def render_bench(res: dict[str, Any], figs: Figures) -> str:
             md.append(render_bench_v2(res, figs))
         if res.get("k_curve"):
             md.append(render_bench_k_v2(res, figs))
+        if res.get("search_spread"):
+            md.append(render_spread(res["search_spread"]))
         return "\n".join(md)
     md = []
     if s:
@@ -819,7 +823,7 @@ def render_generic(res: dict[str, Any], figs: Figures) -> str:
 def kind_of(res: dict[str, Any]) -> str:
     if res.get("bench") and isinstance(res.get("figures"), dict):
         return "run"
-    if res.get("table") or res.get("k_curve"):
+    if res.get("table") or res.get("k_curve") or res.get("search_spread"):
         return "bench"
     if res.get("mode") in ("flip", "steer"):
         return str(res["mode"])
@@ -916,7 +920,7 @@ def render_index(results: dict[str, Path]) -> str:
         table(["result", "model / experiment", "steer", "run time"], rows),
         "",
         "Some figures quoted in these docs come from runs whose result files were not kept (recording speed-ups, "
-        "the 100,000-world scale run, the Ray engine, compiled steering, llama.cpp agreement, the steering "
+        "the 100,000-world scale run, compiled steering, llama.cpp agreement, the steering "
         "sweep and the stability example); the pages that quote them say so.",
         "",
     ])
