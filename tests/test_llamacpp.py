@@ -6,10 +6,10 @@ segfaulted). llama.cpp runs the Q4_1 weights of the bundled GGUF, steer the de-q
 the logits cannot be equal; the test compares what the steering *changes*. For the default positive and negative
 sets (layers 1-29, additive, coeff 3), per prompt: the steered-minus-unsteered next-token log-prob shift over the
 whole vocabulary correlates > 0.95 between the engines, and greedy continuations move the VADER sentiment the same
-way in both. Run with ``-s`` to see the measured numbers. Measured here (llama-cpp-python 0.3.36): correlations
-0.993-0.996 (positive) and 0.984-0.993 (negative) over 6 prompts; mean VADER of 16-token greedy continuations
-+0.380 unsteered in both engines (identical texts), toward positive +0.423 (llama.cpp) / +0.414 (steer), toward
-negative -0.044 / +0.104.
+way in both. Run with ``-s`` to see the measured numbers. Measured here (llama-cpp-python 0.3.36, steer 0.3.1,
+2026-12-07): correlations 0.993-0.995 (positive) and 0.984-0.994 (negative) over 6 prompts; mean VADER of 16-token
+greedy continuations +0.380 unsteered in both engines (identical texts), toward positive +0.449 (llama.cpp) / +0.414
+(steer), toward negative -0.044 / +0.104.
 
 The control vector is handed to llama.cpp exactly as ``common_control_vector_load_one`` lays it out (direction.k at
 offset (k - 1) * n_embd) through ``llama_apply_adapter_cvec`` for layers 1 .. n_layer, since the file loader lives in
