@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, Worlds, load_model, recording
-from steer.artifacts import IDENTITY_KEYS
+from steer.artifacts import IDENTITY_KEYS, check_model, content_key
 from steer.eval import (
     Bench,
     BenchPrompts,
@@ -351,12 +351,13 @@ def main(argv=None):
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, torch {torch.__version__}",
               "steer_version": __version__, "split_seed": seed, "test_openings_sha256": openings,
               "worlds_sha256": sha256_of(Path(args.worlds).read_text()), "plots": {}}
+    if old is not None:  # before anything is built or trained
+        same_bench(old, model, result["worlds_sha256"], args.extend)
     if args.stage in ("all", "table"):
         result["extra"] = {}
         methods = build(model, shared, False, args.methods, result["extra"])
         log(f"methods: {[m.name for m in methods]}")
         if old is not None:  # the stored table's settings on new test openings, joined opening by opening
-            same_bench(old, result, args.extend)
             check_rebuilt(old.get("extra", {}), result["extra"])
             table = concat_tables(old["table"], extend_eval(bench, methods, old["table"]))
             result["extended_from"] = {key: old.get(key) for key in ("command", "date", "seconds", "merged_with",
@@ -400,21 +401,15 @@ def main(argv=None):
 
 def sha256_of(*parts):
     """The sha256 of the parts as JSON (the test openings, or a file's text)."""
-    import hashlib
-
-    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+    return content_key(parts, length=64)
 
 
-def same_bench(old, result, path):
-    """Exit unless the stored run ``old`` used this model (its weights and config) and these worlds."""
-    for key in ("model", "worlds_sha256"):
-        if key in old and old[key] != result[key]:
-            what = key.split("_")[0]
-            sys.exit(f"steering_bench: {path} was run with another {what} ({old[key]!r} vs {result[key]!r})")
-    a, b = old["provenance"], result["provenance"]
-    differ = sorted(k for k in IDENTITY_KEYS if a.get(k) != b.get(k))
-    if differ:
-        sys.exit(f"steering_bench: {path} was run on another model (its provenance differs in {', '.join(differ)})")
+def same_bench(old, model, worlds_sha256, path):
+    """Exit unless the stored run ``old`` used this model (its identity: weights and config) and these worlds."""
+    if old.get("worlds_sha256", worlds_sha256) != worlds_sha256:
+        sys.exit(f"steering_bench: {path} was run with other worlds (sha256 {old['worlds_sha256']}, now "
+                 f"{worlds_sha256})")
+    check_model({k: old["provenance"].get(k) for k in IDENTITY_KEYS}, model.identity, path)
 
 
 def added_openings(old, test):

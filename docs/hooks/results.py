@@ -478,6 +478,8 @@ def render_bench_v2(res: dict[str, Any], figs: Figures) -> str:
 
     t = res["table"]
     c = t["config"]
+    parts = "; ".join(f"{p['n_test']} + {sum(p['n_test_against'].values())} openings, seed {p['seed']}, "
+                      f"{p['seconds']:.0f} s" for p in t.get("parts", []))
     md = [
         "## Set-up",
         "",
@@ -489,10 +491,8 @@ def render_bench_v2(res: dict[str, Any], figs: Figures) -> str:
         f"Verdicts: paired bootstrap of the difference, Holm over every comparison at a budget, alpha {c['alpha']}. "
         "No method's variant was chosen on dev. *does not reach*: the test curve never meets the budget.",
         "",
-        *([" ".join(["Measured in parts (`--extend`: the same settings, new test openings, joined opening by "
-                     "opening):", "; ".join(f"{p['n_test']} + {sum(p['n_test_against'].values())} openings, seed "
-                                            f"{p['seed']}, {p['seconds']:.0f} s" for p in t["parts"]) + "."]), ""]
-          if t.get("parts") else []),
+        *([f"Measured in parts (`--extend`: the same settings, new test openings, joined opening by opening): "
+           f"{parts}.", ""] if parts else []),
         "Scorers:",
         "",
         scorer_lines(t["scorers"]),

@@ -289,8 +289,6 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
     """
     from tqdm.auto import tqdm
 
-    from steer.eval.matched_report import compare_all, read_rows
-
     t0 = time.time()
     cfg = bench.cfg
     budgets = tuple(budgets or cfg.budgets)
@@ -308,8 +306,7 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
             runs = {b: bench.calibrate(m, t, b) for b in budgets}
             dev[key] = {"runs": {str(b): r for b, r in runs.items()}}
             grid = test_grid(knob, [r["knob"] for r in runs.values()], cfg.grid, cfg.spread)
-        test_runs = [bench.test_run(m, t, x) for x in grid]
-        curves[key] = {**_curve(test_runs, grid, t, cfg.samples), "method": m.name, "kind": m.kind, "info": m.info}
+        curves[key] = curve_on_test(bench, m, t, grid)
     result = {
         "protocol": "v2: stratified splits, test curves read at the budget (isotonic), paired cluster bootstrap, Holm",
         "config": asdict(cfg),
@@ -326,11 +323,28 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
             f"{name} -> {t}": sorted(tr.values(), key=lambda r: r["knob"]) for (name, t), tr in bench.traces.items()
         },
     }
-    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}  # each curve bootstrapped once for rows and comparisons
-    result["rows"] = read_rows(result, memo)
-    result["comparisons"] = compare_all(result, memo)
+    read_table(result)
     result["seconds"] = round(time.time() - t0, 1)
     return result
+
+
+def curve_on_test(bench: Bench, method: Method, target: str, grid: Sequence[float]) -> dict[str, Any]:
+    """``method`` toward ``target`` on the test split at every setting of ``grid`` (the same seeds at each): the
+    curve's per-continuation arrays, with the method's name, kind and info."""
+    runs = [bench.test_run(method, target, x) for x in grid]
+    curve = _curve(runs, grid, target, bench.cfg.samples)
+    return {**curve, "method": method.name, "kind": method.kind, "info": method.info}
+
+
+def read_table(table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` with its ``rows`` and ``comparisons`` read (again) from its curves and unsteered run, each curve
+    bootstrapped once for both (:mod:`steer.eval.matched_report`)."""
+    from steer.eval.matched_report import compare_all, read_rows
+
+    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    table["rows"] = read_rows(table, memo)
+    table["comparisons"] = compare_all(table, memo)
+    return table
 
 
 def search_spread(bench: Bench, methods: Sequence[Method], budget: float, seed: int) -> dict[str, Any]:
@@ -367,8 +381,6 @@ def merge_tables(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any
     ``first`` with the same name."""
     import json
 
-    from steer.eval.matched_report import compare_all, read_rows
-
     first, second = json.loads(json.dumps(first)), json.loads(json.dumps(second))  # as stored (tuples as lists)
     for key in ("config", "budgets", "n_dev", "n_test", "n_test_against"):
         if first[key] != second[key]:
@@ -381,7 +393,4 @@ def merge_tables(first: dict[str, Any], second: dict[str, Any]) -> dict[str, Any
         merged[part] = {**first[part], **second[part]}
     merged["seconds"] = round(first["seconds"] + second["seconds"], 1)
     merged["merged"] = [first.get("seconds"), second.get("seconds")]
-    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    merged["rows"] = read_rows(merged, memo)
-    merged["comparisons"] = compare_all(merged, memo)
-    return merged
+    return read_table(merged)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from steer.eval.matched import TARGETS, Bench, _curve, _unsteered, replace_seed
+from steer.eval.matched import TARGETS, Bench, _unsteered, curve_on_test, read_table, replace_seed
 from steer.eval.methods import Method
 from steer.eval.metrics import rate
 
@@ -66,9 +66,7 @@ def extend_eval(bench: Bench, methods: Sequence[Method], stored: dict[str, Any])
     jobs = [(m, t) for m in methods for t in TARGETS]
     for m, t in tqdm(jobs, desc="extending", disable=not bench.progress):
         key = f"{m.name} -> {t}"
-        grid = stored["curves"][key]["knobs"]
-        runs = [bench.test_run(m, t, x) for x in grid]
-        curves[key] = {**_curve(runs, grid, t, bench.cfg.samples), "method": m.name, "kind": m.kind, "info": m.info}
+        curves[key] = curve_on_test(bench, m, t, stored["curves"][key]["knobs"])
     return {
         "config": cfg,
         "budgets": stored["budgets"],
@@ -116,8 +114,6 @@ def _join_unsteered(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def concat_tables(stored: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     """``stored`` with the openings of ``extra`` (from :func:`extend_eval`) added, every row read again and every
     comparison computed again (Holm over the whole table); ``parts`` records each part's size and seconds."""
-    from steer.eval.matched_report import compare_all, read_rows
-
     stored, extra = json.loads(json.dumps(stored)), json.loads(json.dumps(extra))
     if stored["config"] != extra["config"] or stored["budgets"] != extra["budgets"]:
         raise ValueError("the two runs differ in their settings or budgets: not one table")
@@ -152,7 +148,4 @@ def concat_tables(stored: dict[str, Any], extra: dict[str, Any]) -> dict[str, An
     out["parts"] = [*parts, {"n_test": n_b, "n_test_against": extra["n_test_against"], "seed": extra["seed"],
                              "seconds": extra["seconds"]}]  # fmt: skip
     out["seconds"] = round(stored["seconds"] + extra["seconds"], 1)
-    memo: dict[tuple[str, float], list[dict[str, Any]]] = {}
-    out["rows"] = read_rows(out, memo)
-    out["comparisons"] = compare_all(out, memo)
-    return out
+    return read_table(out)
