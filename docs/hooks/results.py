@@ -35,17 +35,12 @@ log = logging.getLogger("mkdocs.hooks.results")
 
 RESULTS = "results"  # under docs_dir
 TARGETS = ("positive", "negative")
-OPPOSITE = {"positive": "negative", "negative": "positive"}
 HEADLINE = "steering_bench/bundled"  # the result whose headline table README.md and index.md show
 HEADLINE_BUDGET = 1.5
 
 # The result files do not store the command line that wrote them. These are the commands documented for the stored
 # runs (README and bench scripts); a result.json that holds "command" or "argv" is shown with that instead.
 DOCUMENTED_COMMANDS = {
-    "steering_bench/bundled-k": (
-        "python bench/steering_bench.py --stage k --size small --n-dev 16 --n-test 24 --ks 5,50,500,2000 \\\n"
-        "    --out docs/results/steering_bench/bundled-k"
-    ),
     "paper-mnist": "python bench/paper_mnist.py --out docs/results/paper-mnist",
     "paper-fairness": "python bench/paper_fairness.py --out docs/results/paper-fairness",
 }
@@ -237,128 +232,30 @@ class Figures:
 # ------------------------------------------------------------------------------------------------ steering bench
 
 
-def row_success(row: dict[str, Any], scorer: str, part: str = "neutral") -> dict[str, Any] | None:
-    if part == "against":
-        part = f"against_{OPPOSITE[row['toward']]}"
-    run = row["test"].get(part)
-    return None if run is None else run["scores"][scorer]["success"]
-
-
-def rows_at(t: dict[str, Any], budget: float) -> dict[str, dict[str, dict[str, Any]]]:
-    """method -> target -> row at ``budget`` (knob-less methods at their only setting)."""
+def headline_table(res: dict[str, Any], budget: float = HEADLINE_BUDGET) -> str:
+    """Success from neutral openings at ``budget`` per method, target and scorer (bootstrap intervals over openings),
+    and the test perplexity ratio; a method whose test curve does not reach the budget says so."""
+    t = res["table"]
+    scorers = list(t["scorers"])
+    head = ["method"] + [f"→ {x}: {s}" for x in TARGETS for s in scorers] + ["ppl × (+ / −)"]
     by: dict[str, dict[str, dict[str, Any]]] = {}
     for r in t["rows"]:
         if r["budget"] in (budget, None):
             by.setdefault(r["method"], {})[r["toward"]] = r
-    return {m: d for m, d in by.items() if set(d) == set(TARGETS)}
-
-
-def matched_table(t: dict[str, Any], budget: float) -> str:
-    scorers = list(t["scorers"])
-    head = ["method", "knob (+ / −)"]
-    for target in TARGETS:
-        head += [f"→ {target}, neutral: {s}" for s in scorers] + [f"→ {target}, against: {s}" for s in scorers]
-    head += ["ppl × (+ / −)", "distinct-2"]
     rows = []
-    for name, d in rows_at(t, budget).items():
-        cells = [name, " / ".join(f"{d[x]['knob']:.3g}" for x in TARGETS)]
-        for target in TARGETS:
-            for part in ("neutral", "against"):
-                cells += [fmt_rate(row_success(d[target], s, part)) for s in scorers]
-        cells.append(" / ".join(f"{d[x]['ratio']:.2f}" for x in TARGETS))
-        d2 = [d[x]["test"]["neutral"]["distinct_2"] for x in TARGETS]
-        cells.append(f"{sum(d2) / len(d2):.2f}")
-        rows.append(cells)
-    return table(head, rows)
-
-
-def headline_table(res: dict[str, Any], budget: float = HEADLINE_BUDGET) -> str:
-    """Success from neutral openings at ``budget`` per method, target and scorer, and the test perplexity ratio (a
-    method whose test curve does not reach the budget says so; the second protocol's intervals are the bootstrap
-    over openings, the first protocol's Wilson intervals)."""
-    t = res["table"]
-    scorers = list(t["scorers"])
-    head = ["method"] + [f"→ {x}: {s}" for x in TARGETS for s in scorers] + ["ppl × (+ / −)"]
-    rows = []
-    v2 = "curves" in t
-    by: dict[str, dict[str, dict[str, Any]]] = {}
-    if v2:
-        for r in t["rows"]:
-            if r["budget"] in (budget, None):
-                by.setdefault(r["method"], {})[r["toward"]] = r
-        by = {m: d for m, d in by.items() if set(d) == set(TARGETS)}
-    else:
-        by = rows_at(t, budget)
-    for name, d in by.items():
+    for name, d in ((m, d) for m, d in by.items() if set(d) == set(TARGETS)):
         cells = [name]
         for target in TARGETS:
             for s in scorers:
-                if v2 and not d[target].get("reached", True):
+                if not d[target].get("reached", True):
                     lo = d[target].get("min_ratio")
                     cells.append(f"above {budget:g}× at every setting (min {lo:.2f})" if lo is not None and lo > budget
                                  else f"does not reach {budget:g}× (max {d[target]['max_ratio']:.2f})")
                     continue
-                r = (d[target].get("success", {}).get("neutral", {}).get(s) if v2 else row_success(d[target], s))
+                r = d[target].get("success", {}).get("neutral", {}).get(s)
                 cells.append("n/a" if r is None else f"{r['rate']:.1%} [{r['lo']:.1%}, {r['hi']:.1%}]")
         cells.append(" / ".join("–" if d[x].get("ratio") is None else f"{d[x]['ratio']:.2f}" for x in TARGETS))
         rows.append(cells)
-    return table(head, rows)
-
-
-def verdict(a: dict[str, Any], b: dict[str, Any]) -> str:
-    if a["lo"] > b["hi"]:
-        return "win"
-    if a["hi"] < b["lo"]:
-        return "lose"
-    return "tie"
-
-
-def verdict_table(t: dict[str, Any], method: str, budget: float) -> str:
-    by = rows_at(t, budget)
-    if method not in by:
-        return ""
-    mine = by[method]
-    rows = []
-    for peer, d in by.items():
-        if peer == method:
-            continue
-        counts = {"win": 0, "tie": 0, "lose": 0}
-        losses = []  # the cells lost
-        for target in TARGETS:
-            for s in t["scorers"]:
-                for part in ("neutral", "against"):
-                    a, b = row_success(mine[target], s, part), row_success(d[target], s, part)
-                    if a is None or b is None:
-                        continue
-                    v = verdict(a, b)
-                    counts[v] += 1
-                    if v == "lose":
-                        losses.append(f"→ {target}, {'neutral' if part == 'neutral' else 'opposite'} openings, {s}")
-        rows.append([peer, str(counts["win"]), str(counts["tie"]), str(counts["lose"]), "; ".join(losses)])
-    return table(["peer", "win", "tie", "lose", "cells lost"], rows)
-
-
-OPENINGS = {
-    "neutral": "neutral",
-    "against_negative": "of negative sentiment",
-    "against_positive": "of positive sentiment",
-}
-
-
-def unsteered_lines(t: dict[str, Any]) -> str:
-    u = t["unsteered"]
-    rows = []
-    for part, run in u.items():
-        cells = [OPENINGS.get(part, part)]
-        for s in t["scorers"]:
-            sc = run["scores"][s]
-            cells += [fmt_rate(sc["positive"]), fmt_rate(sc["negative"])]
-        cells += [str(run["n"]), f"{run['ppl']:.1f}", f"{run['distinct_2']:.2f}"]
-        rows.append(cells)
-    head = ["openings"]
-    for s in t["scorers"]:
-        head += [f"{s}: positive", f"{s}: negative"]
-    head += ["continuations", "perplexity", "distinct-2"]
     return table(head, rows)
 
 
@@ -372,102 +269,6 @@ def scorer_lines(scorers: dict[str, Any]) -> str:
             line += f"; threshold {info['threshold']}"
         out.append(line)
     return "\n".join(out)
-
-
-def render_bench_table(res: dict[str, Any], figs: Figures) -> str:
-    t = res["table"]
-    cfg = t["config"]
-    md = [
-        "## Set-up",
-        "",
-        f"Settings searched on {t['n_dev']} dev openings × {cfg['dev_samples']} sample(s); test: {t['n_test']} "
-        f"neutral openings and {sum(t['n_test_against'].values())} openings of the opposite sentiment, × "
-        f"{cfg['samples']} samples, {cfg['max_new_tokens']} new tokens (temperature 1, top-p 0.9). Success is the "
-        "share of continuations a scorer judges to be the target sentiment, with its Wilson 95% interval. "
-        "*Against*: openings of the other sentiment steered toward the target. *ppl ×*: test perplexity (under the "
-        "unsteered model) over the unsteered test perplexity. Perplexity budgets: "
-        + ", ".join(f"{b:g}×" for b in t["budgets"])
-        + ".",
-        "",
-        "Scorers:",
-        "",
-        scorer_lines(t["scorers"]),
-        "",
-        "### Unsteered",
-        "",
-        unsteered_lines(t),
-        "",
-    ]
-    ch = res.get("choices") or {}
-    neurons = ch.get("neurons")
-    if neurons:
-        cands = neurons["candidates"]
-        variants = list(dict.fromkeys(v for target in cands.values() for v in target))
-        rows = [[v] + [fmt_num(cands.get(x, {}).get(v), ".1%") for x in TARGETS] for v in variants]
-        md += [
-            f"### Choices made on dev (at {max(t['budgets']):g}×)",
-            "",
-            "Neuron-steering variants, mean success of the scorers on dev:",
-            "",
-            table(["variant", "toward positive", "toward negative"], rows),
-            "",
-            f"Chosen: **{neurons['chosen']}**.",
-            "",
-        ]
-    caa = ch.get("caa_layer")
-    if caa:
-        rows = [[k, f"{v:.1%}"] for k, v in caa["candidates"].items()]
-        md += ["CAA's single layer, mean dev success:", "", table(["layer", "dev success"], rows), "",
-               f"Chosen: **{caa['chosen']}**.", ""]
-    plots = res.get("plots") or {}
-    main = neurons["chosen"] if neurons else None
-    for b in t["budgets"]:
-        md += [f"## At {b:g}× the unsteered perplexity", "", matched_table(t, b), ""]
-        md.append(figs.md(plots.get(f"matched_{b:g}") or f"matched_{b:g}x.png", f"success at {b:g}x perplexity"))
-        if main:
-            md += [
-                "",
-                f"Verdicts of **{main}** against each peer (disjoint Wilson intervals; one cell per target × scorer "
-                "× opening kind):",
-                "",
-                verdict_table(t, main, b),
-                "",
-            ]
-    return "\n".join(md)
-
-
-def render_bench_k(res: dict[str, Any], figs: Figures) -> str:
-    k = res["k_curve"]
-    dev = ", ".join(f"{n} {v:.1%}" for n, v in k["dev_other_scores"].items())
-    rows = [
-        [
-            r["score"],
-            str(r["k"]),
-            str(r["layers"]),
-            r["toward"],
-            r["scorer"],
-            fmt_rate(r),
-            f"{r.get('dev_ratio', float('nan')):.2f} / {r['ratio']:.2f}",
-            "yes" if r.get("matched", True) else "no",
-        ]
-        for r in k["rows"]
-    ]
-    md = [
-        "## How many neurons does sentiment need?",
-        "",
-        f"Success at 1.5× the unsteered perplexity on {k['n_test']} neutral test openings × {k['samples']} sample, "
-        f"as a function of k and of the layers used. The second score, chosen on dev at k=500: `{k['other_score']}` "
-        f"(dev success: {dev}). Scores whose dev search did not reach the budget at k=500 were excluded from that "
-        f"choice: {', '.join(k.get('dev_budget_missed') or []) or 'none'}. Rows whose dev perplexity ratio missed "
-        "1.5× by more than 10% are marked *no* and left out of the plots.",
-        "",
-        table(["score", "k", "layers", "toward", "scorer", "success", "ppl × dev / test", "matched"], rows),
-        "",
-    ]
-    plots = res.get("plots") or {}
-    for name in sorted(p for p in plots if p.startswith("k_curve_")):
-        md.append(figs.md(plots[name], f"success against k ({name.removeprefix('k_curve_')})"))
-    return "\n".join(md)
 
 
 def render_bench_v2(res: dict[str, Any], figs: Figures) -> str:
@@ -546,26 +347,16 @@ def render_bench_k_v2(res: dict[str, Any], figs: Figures) -> str:
 
 
 def render_bench(res: dict[str, Any], figs: Figures) -> str:
+    """A steering-benchmark result (its table, k-curve and search spread, whichever it holds)."""
     s = res.get("sizes") or {}
-    v2 = "curves" in (res.get("table") or {}) or "result" in (res.get("k_curve") or {}) or res.get("stage") == "spread"
-    if v2:
-        md = [f"Benchmark size `{res.get('size')}`, stage `{res.get('stage')}`: "
-              + ", ".join(f"{k} {v}" for k, v in s.items()) + ".", ""]
-        if res.get("table"):
-            md.append(render_bench_v2(res, figs))
-        if res.get("k_curve"):
-            md.append(render_bench_k_v2(res, figs))
-        if res.get("search_spread"):
-            md.append(render_spread(res["search_spread"]))
-        return "\n".join(md)
-    md = []
-    if s:
-        md += [f"Benchmark size `{res.get('size')}`, stage `{res.get('stage')}`: " + ", ".join(
-            f"{k} {v}" for k, v in s.items()) + ".", ""]
+    sizes = ", ".join(f"{k} {v}" for k, v in s.items())
+    md = [f"Benchmark size `{res.get('size')}`, stage `{res.get('stage')}`: {sizes}.", ""]
     if res.get("table"):
-        md.append(render_bench_table(res, figs))
+        md.append(render_bench_v2(res, figs))
     if res.get("k_curve"):
-        md.append(render_bench_k(res, figs))
+        md.append(render_bench_k_v2(res, figs))
+    if res.get("search_spread"):
+        md.append(render_spread(res["search_spread"]))
     return "\n".join(md)
 
 
@@ -919,9 +710,9 @@ def render_index(results: dict[str, Path]) -> str:
         "",
         table(["result", "model / experiment", "steer", "run time"], rows),
         "",
-        "Some figures quoted in these docs come from runs whose result files were not kept (recording speed-ups, "
-        "the 100,000-world scale run, compiled steering, llama.cpp agreement, the steering "
-        "sweep and the stability example); the pages that quote them say so.",
+        "Some figures quoted in these docs come from runs whose result files were not kept (an earlier run's "
+        "recording speed-ups, the 100,000-world scale run, the export tests' measured error, the steering sweep and "
+        "the stability example); the pages that quote them say so.",
         "",
     ])
 
