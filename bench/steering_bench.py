@@ -428,7 +428,8 @@ def added_openings(old, test):
                  "--n-opposite at least its sizes, in the same proportions, with its --split-seed")
     added = BenchPrompts([p for p in test.neutral if p not in neutral], [p for p in test.opposite if p not in opposite])
     if not added.neutral:
-        sys.exit("steering_bench: no new test openings; give --n-test (and --n-opposite) above the stored run's")
+        sys.exit(f"steering_bench: no new test openings among the neutral ones; give --n-test above the stored run's "
+                 f"{t['n_test']} (every part needs neutral openings: its perplexity is read on them)")
     return added
 
 
