@@ -1,0 +1,59 @@
+"""Benchmark: the exported GGUF control vector in a real engine (llama.cpp, through llama-cpp-python) against
+``steer``'s own steering of the bundled model.
+
+For ``steer.generate``'s default positive and negative sets (layers 1 and up, additive, the default coeff), per
+prompt: the correlation over the vocabulary of the steered-minus-unsteered next-token log-prob shifts of the two
+engines (llama.cpp runs the Q4_1 weights, steer the de-quantized fp32 ones), and the mean VADER compound of greedy
+continuations in each engine, steered and unsteered (``steer.eval.llamacpp``). The opt-in test
+``tests/test_llamacpp.py`` asserts on the same comparison.
+
+    pip install -e ".[llamacpp]"      # builds llama.cpp; see pyproject.toml for the flags that worked here
+    python bench/llamacpp.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+from common import write_result
+
+from steer import SteerConfig, load_model
+from steer.eval.llamacpp import compare_with_llamacpp, default_sets
+from steer.weights import bundled_gguf
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    args = ap.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    model = load_model("bundled")
+    sets, coeff, runs = default_sets(model), SteerConfig().coeff, {}
+    for label, ns in sets.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            runs[label] = compare_with_llamacpp(model, ns, coeff, bundled_gguf(), Path(tmp), new=args.new_tokens)
+        corrs = runs[label]["correlations"]
+        print(f"[{label}] correlations {min(corrs):.4f}-{max(corrs):.4f}; mean VADER "
+              + ", ".join(f"{k} {v:+.3f}" for k, v in runs[label]["vader"].items()))
+    rows = [{"toward": label, "min_correlation": min(r["correlations"]), "max_correlation": max(r["correlations"]),
+             "correlations": r["correlations"], **{f"vader {k}": v for k, v in r["vader"].items()}}
+            for label, r in runs.items()]
+    continuations = [{"toward": label, "condition": c, "prompt": p, "text": t}
+                     for label, r in runs.items() for c, texts in r["texts"].items()
+                     for p, t in zip(r["prompts"], texts)]
+    write_result("llamacpp", {
+        "model": model.name, "gguf": bundled_gguf().name, "llama_cpp_python": version("llama-cpp-python"),
+        "k": SteerConfig().k, "coeff": coeff, "new_tokens": args.new_tokens,
+        "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "continuations": continuations,
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""A real engine: an exported GGUF control vector run in llama.cpp (the ``llamacpp`` extra, llama-cpp-python) next
+to ``steer``'s own steering of the same model.
+
+llama.cpp runs a GGUF's quantized weights and ``steer`` the de-quantized fp32 weights, so the logits cannot be equal;
+:func:`compare_with_llamacpp` compares what the steering *changes*: per prompt, the correlation over the whole
+vocabulary of the steered-minus-unsteered next-token log-probability shifts of the two engines, and the mean VADER
+compound of greedy continuations in each engine, steered and unsteered. ``tests/test_llamacpp.py`` asserts on it and
+``bench/llamacpp.py`` stores a run.
+
+The control vector is handed to llama.cpp exactly as ``common_control_vector_load_one`` lays it out (direction.k at
+offset (k - 1) * n_embd) through ``llama_set_adapter_cvec`` for layers 1 .. n_layer, since the file loader lives in
+llama.cpp's ``common`` library, which llama-cpp-python does not expose.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from steer.configs import SteerConfig
+from steer.control_vector import read_control_vector
+from steer.eval.metrics import vader_compound
+from steer.export import export_steering
+from steer.interventions import Intervention
+from steer.neurons import score_units
+from steer.resources import DEFAULT_PROMPT_SET
+from steer.select import RecordSpec, recording
+from steer.steerer import Steerer
+from steer.worlds import Worlds
+
+if TYPE_CHECKING:
+    from steer.models import Model
+    from steer.neuronset import NeuronSet
+
+PROMPTS = (
+    "The hotel was",
+    "I just finished reading the book, and",
+    "The weather today is",
+    "Our new neighbours are",
+    "The meeting this morning",
+    "My first day at the new job",
+)
+
+
+def default_sets(model: Model, labels: Sequence[str] = ("positive", "negative")) -> dict[str, NeuronSet]:
+    """``steer.generate``'s default neuron sets (SteerConfig) toward each label, on layers 1 and up: a control
+    vector file numbers its directions from layer 1, so block 0's output cannot be steered in llama.cpp."""
+    cfg = SteerConfig()
+    w = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
+    acts = recording(RecordSpec(model, w, cfg.site, cfg.reduce, None), progress=False)
+    return {
+        label: score_units(acts, w.proposition(label=label), cfg.score).restrict(range(1, model.n_layers)).top(cfg.k)
+        for label in labels
+    }
+
+
+def load_llama(gguf: Path, control_vector: Path | None = None, threads: int = 2) -> Any:
+    """A llama.cpp model of ``gguf`` (all logits kept), with the control vector file applied when given."""
+    try:
+        import llama_cpp
+    except ImportError as e:
+        raise ImportError('the llama.cpp check needs the llamacpp extra: pip install -e ".[llamacpp]"') from e
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=256, logits_all=True, verbose=False, n_threads=threads, seed=0)
+    if control_vector is not None:
+        cv = read_control_vector(control_vector)
+        n_embd, top = llm.n_embd(), max(cv.vectors)
+        data = np.zeros(n_embd * top, dtype=np.float32)
+        for k, v in cv.vectors.items():
+            data[(k - 1) * n_embd : k * n_embd] += v.numpy()  # layer 1 at offset 0, as llama.cpp's loader does
+        ptr = data.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        n_layer = llama_cpp.llama_model_n_layer(llm._model.model)
+        if llama_cpp.llama_set_adapter_cvec(llm.ctx, ptr, data.size, n_embd, 1, n_layer) != 0:
+            raise RuntimeError(f"llama.cpp refused the control vector {control_vector}")
+        setattr(llm, "_cvec_data", data)  # noqa: B010 (keep the buffer alive as long as the model)
+    return llm
+
+
+def llama_logprobs(llm: Any, ids: list[int]) -> torch.Tensor:
+    """llama.cpp's next-token log-probabilities after ``ids`` (float64)."""
+    llm.reset()
+    llm.eval(ids)
+    return torch.log_softmax(torch.tensor(np.asarray(llm.scores[len(ids) - 1]), dtype=torch.float64), -1)
+
+
+def llama_greedy(llm: Any, ids: list[int], new: int) -> list[int]:
+    """llama.cpp's greedy continuation of ``ids``: at most ``new`` tokens, stopping at end of sequence."""
+    llm.reset()
+    llm.eval(ids)
+    out: list[int] = []
+    for _ in range(new):
+        nxt = int(np.argmax(llm.scores[llm.n_tokens - 1]))
+        if nxt == llm.token_eos():
+            break
+        out.append(nxt)
+        llm.eval([nxt])
+    return out
+
+
+def steer_greedy(model: Model, ids: list[int], new: int) -> str:
+    """``steer``'s greedy continuation of ``ids`` (whatever steering is active on ``model``)."""
+    t = torch.tensor([ids])
+    out = model.bridge.generate(t, max_new_tokens=new, do_sample=False, verbose=False, return_type="tokens")
+    return model.tokenizer.decode(out[0, len(ids) :].tolist(), skip_special_tokens=True)
+
+
+def compare_with_llamacpp(
+    model: Model,
+    ns: NeuronSet,
+    coeff: float,
+    gguf: Path,
+    workdir: Path,
+    prompts: Sequence[str] = PROMPTS,
+    new: int = 16,
+) -> dict[str, Any]:
+    """Export ``ns`` at ``coeff`` as a control vector, run it in llama.cpp on ``gguf`` (the model's own weights) and
+    with :class:`~steer.Steerer` on ``model``; returns per-prompt correlations of the log-prob shifts, the mean VADER
+    of greedy continuations per engine and condition, and the continuations."""
+    path = export_steering(model, ns, "control-vector", Path(workdir) / "control.gguf", Intervention(coeff=coeff))
+    plain, steered = load_llama(gguf), load_llama(gguf, path)
+    conditions = ("llama.cpp unsteered", "llama.cpp steered", "steer unsteered", "steer steered")
+    corrs: list[float] = []
+    texts: dict[str, list[str]] = {k: [] for k in conditions}
+    for prompt in prompts:
+        ids = model.encode(prompt)
+        t = torch.tensor([ids])
+        with torch.no_grad():
+            base = torch.log_softmax(model.bridge(t)[0, -1].double(), -1)
+            with Steerer(model, ns, Intervention(coeff=coeff)):
+                ours = torch.log_softmax(model.bridge(t)[0, -1].double(), -1) - base
+        theirs = llama_logprobs(steered, ids) - llama_logprobs(plain, ids)
+        corrs.append(float(torch.corrcoef(torch.stack([ours, theirs]))[0, 1]))
+        texts["llama.cpp unsteered"].append(model.tokenizer.decode(llama_greedy(plain, ids, new)))
+        texts["llama.cpp steered"].append(model.tokenizer.decode(llama_greedy(steered, ids, new)))
+        texts["steer unsteered"].append(steer_greedy(model, ids, new))
+        with Steerer(model, ns, Intervention(coeff=coeff)):
+            texts["steer steered"].append(steer_greedy(model, ids, new))
+    vader = {k: float(np.mean(vader_compound(v))) for k, v in texts.items()}
+    return {
+        "prompts": list(prompts),
+        "coeff": coeff,
+        "new_tokens": new,
+        "correlations": corrs,
+        "vader": vader,
+        "texts": texts,
+    }
