@@ -35,10 +35,10 @@ def main():
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
     model = load_model("bundled")
-    sets, coeff, runs = default_sets(model), SteerConfig().coeff, {}
-    for label, ns in sets.items():
+    cfg, gguf, runs = SteerConfig(), bundled_gguf(), {}
+    for label, ns in default_sets(model).items():
         with tempfile.TemporaryDirectory() as tmp:
-            runs[label] = compare_with_llamacpp(model, ns, coeff, bundled_gguf(), Path(tmp), new=args.new_tokens)
+            runs[label] = compare_with_llamacpp(model, ns, cfg.coeff, gguf, Path(tmp), new=args.new_tokens)
         corrs = runs[label]["correlations"]
         print(f"[{label}] correlations {min(corrs):.4f}-{max(corrs):.4f}; mean VADER "
               + ", ".join(f"{k} {v:+.3f}" for k, v in runs[label]["vader"].items()))
@@ -49,8 +49,8 @@ def main():
                      for label, r in runs.items() for c, texts in r["texts"].items()
                      for p, t in zip(r["prompts"], texts)]
     write_result("llamacpp", {
-        "model": model.name, "gguf": bundled_gguf().name, "llama_cpp_python": version("llama-cpp-python"),
-        "k": SteerConfig().k, "coeff": coeff, "new_tokens": args.new_tokens,
+        "model": model.name, "gguf": gguf.name, "llama_cpp_python": version("llama-cpp-python"),
+        "k": cfg.k, "coeff": cfg.coeff, "new_tokens": args.new_tokens,
         "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "continuations": continuations,
     })
 

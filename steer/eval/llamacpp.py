@@ -28,10 +28,8 @@ from steer.eval.metrics import vader_compound
 from steer.export import export_steering
 from steer.interventions import Intervention
 from steer.neurons import score_units
-from steer.resources import DEFAULT_PROMPT_SET
 from steer.select import RecordSpec, recording
 from steer.steerer import Steerer
-from steer.worlds import Worlds
 
 if TYPE_CHECKING:
     from steer.models import Model
@@ -51,7 +49,7 @@ def default_sets(model: Model, labels: Sequence[str] = ("positive", "negative"))
     """``steer.generate``'s default neuron sets (SteerConfig) toward each label, on layers 1 and up: a control
     vector file numbers its directions from layer 1, so block 0's output cannot be steered in llama.cpp."""
     cfg = SteerConfig()
-    w = Worlds.from_file(DEFAULT_PROMPT_SET, template=cfg.template)
+    w = cfg.worlds()
     acts = recording(RecordSpec(model, w, cfg.site, cfg.reduce, None), progress=False)
     return {
         label: score_units(acts, w.proposition(label=label), cfg.score).restrict(range(1, model.n_layers)).top(cfg.k)
