@@ -337,7 +337,9 @@ def main(argv=None):
                                    n_neutral=size["n_test"], n_opposite=size["n_opposite"], seed=seed)
     openings = sha256_of(test.neutral, test.opposite)
     old = json.loads(Path(args.extend).read_text()) if args.extend else None
+    used = BenchPrompts([], [])  # the stored run's openings, in its table's order
     if old is not None:
+        used = stored_openings(old)
         test = added_openings(old, test)
     budgets = tuple(float(b) for b in args.budgets.split(","))
     cfg = MatchedConfig(budgets=budgets, samples=size["samples"], max_evals=size["max_evals"], grid=size["grid"],
@@ -350,6 +352,8 @@ def main(argv=None):
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": versions(),
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}, torch {torch.__version__}",
               "steer_version": __version__, "split_seed": seed, "test_openings_sha256": openings,
+              "test_openings": {"neutral": used.neutral + test.neutral,  # in the order of the table's openings
+                                "opposite": [list(p) for p in used.opposite + test.opposite]},
               "worlds_sha256": sha256_of(Path(args.worlds).read_text()), "plots": {}}
     if old is not None:  # before anything is built or trained
         same_bench(old, model, result["worlds_sha256"], args.extend)
@@ -412,17 +416,33 @@ def same_bench(old, model, worlds_sha256, path):
     check_model({k: old["provenance"].get(k) for k in IDENTITY_KEYS}, model.identity, path)
 
 
-def added_openings(old, test):
-    """The test openings of ``test`` that the stored run ``old`` did not use; exits when its openings are not all
-    among them (the stratified draws of two sizes nest when every group's share grows)."""
+def stored_openings(old):
+    """The test openings of the stored run ``old``, in its table's order: the list it holds (``test_openings``), or
+    for a run stored without one, today's prompt files drawn at its sizes and ``--split-seed``, which must give the
+    openings it hashed (exits when the files have changed since)."""
     t = old["table"]
+    if "test_openings" in old:
+        kept = old["test_openings"]
+        before = BenchPrompts(list(kept["neutral"]), [(p, lab) for p, lab in kept["opposite"]])
+        if len(before.neutral) != t["n_test"] or len(before.opposite) != sum(t["n_test_against"].values()):
+            sys.exit("steering_bench: the stored run's test_openings do not match its table's sizes")
+        return before
     before = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", n_neutral=t["n_test"],
                                      n_opposite=sum(t["n_test_against"].values()), seed=old.get("split_seed", 0))
-    neutral, opposite = set(before.neutral), set(before.opposite)
     now = sha256_of(before.neutral, before.opposite)
     if old.get("test_openings_sha256", now) != now:
         sys.exit("steering_bench: the stored run's test openings are not those of today's prompt files at its sizes "
-                 "and --split-seed (the files changed?); it cannot be extended")
+                 "and --split-seed (the files changed?), and it holds no list of them; it cannot be extended")
+    return before
+
+
+def added_openings(old, test):
+    """The test openings of ``test`` that the stored run ``old`` did not use; exits when its openings are not all
+    among them (the stratified draws of two sizes nest when every group's share grows; a prompt file that grew is
+    drawn whole)."""
+    t = old["table"]
+    before = stored_openings(old)
+    neutral, opposite = set(before.neutral), set(before.opposite)
     if not neutral <= set(test.neutral) or not opposite <= set(test.opposite):
         sys.exit("steering_bench: the stored run's test openings are not all in this draw; give --n-test and "
                  "--n-opposite at least its sizes, in the same proportions, with its --split-seed")

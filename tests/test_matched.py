@@ -25,8 +25,9 @@ def test_bench_prompts_have_the_promised_sizes_splits_and_no_overlap():
     assert set(neutral.column("label")) == {"neutral"}
     assert len(set(neutral.column("register"))) >= 6
     for w in (neutral, opposite):
-        splits = w.column("split")
-        assert set(splits) == {"dev", "test"} and abs(splits.count("dev") - splits.count("test")) <= 2
+        assert set(w.column("split")) == {"dev", "test"}
+    splits = neutral.column("split")
+    assert abs(splits.count("dev") - splits.count("test")) <= 2
     texts = neutral.prompts + opposite.prompts
     assert len(set(texts)) == len(texts), "a prompt appears twice"
     others = set()
@@ -36,7 +37,8 @@ def test_bench_prompts_have_the_promised_sizes_splits_and_no_overlap():
     dev = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "dev")
     test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test")
     assert not set(dev.neutral) & set(test.neutral)
-    assert len(test.against("positive")) == len(test.against("negative")) == 30
+    # the test split holds 90 positive openings (grown where the Qwen table's intervals were widest), 30 negative
+    assert len(test.against("positive")) == 30 and len(test.against("negative")) == 90
     lab = {p: lab for p, lab in zip(opposite.prompts, opposite.column("label"))}
     assert all(lab[p] == "negative" for p in test.against("positive"))
     some = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", 10, 6)
@@ -133,6 +135,24 @@ def test_splits_are_stratified_over_every_register_at_every_size():
     a = BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "test", 24, seed=0).neutral
     assert a == BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "test", 24, seed=0).neutral  # fixed seed
     assert a != BenchPrompts.from_files(BENCH / "neutral.jsonl", None, "test", 24, seed=1).neutral
+
+
+def test_a_balanced_draw_gives_every_group_an_equal_share():
+    from collections import Counter
+
+    from steer.eval.readout import balanced, stratified
+
+    even = ["a"] * 30 + ["b"] * 30
+    for n in (1, 7, 48, 59):  # on groups of equal size it is the proportional draw
+        assert balanced(even, n, seed=3) == stratified(even, n, seed=3)
+    groups = ["a"] * 90 + ["b"] * 30
+    for n, want in ((48, (24, 24)), (7, (4, 3)), (80, (50, 30)), (119, (89, 30))):
+        got = Counter(groups[i] for i in balanced(groups, n))
+        assert (got["a"], got["b"]) == want, (n, got)
+    assert balanced(groups, None) == list(range(120)) == balanced(groups, 500)
+    assert stratified(groups, 48).count(0) <= 1 and Counter(groups[i] for i in stratified(groups, 48))["a"] == 36
+    with pytest.raises(ValueError, match="at least 1"):
+        balanced(groups, 0)
 
 
 def test_isotonic_reading_at_the_budget():

@@ -91,6 +91,8 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
     assert t["n_test"] == 12 and sum(t["n_test_against"].values()) == 8 and a["n_test"] == 6
     assert [p["n_test"] for p in t["parts"]] == [6, 6] and [p["seed"] for p in t["parts"]] == [0, 1]
     assert grown["extended_from"]["n_test"] == 6 and grown["test_openings_sha256"] != first["test_openings_sha256"]
+    kept, now = first["test_openings"], grown["test_openings"]  # in the table's order: the stored part first
+    assert now["neutral"][:6] == kept["neutral"] and len(now["neutral"]) == 12 and len(now["opposite"]) == 8
     for key, c in t["curves"].items():
         assert [g[:6] for g in c["neutral"]["nll"]] == a["curves"][key]["neutral"]["nll"]
         assert all(len(g) == 12 for g in c["neutral"]["nll"])
@@ -117,6 +119,38 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
         bench.main([*common, "--extend", stored, "--out", str(tmp_path / "e")])
     with pytest.raises(SystemExit, match="--stage table"):
         bench.main([*common[:-6], "--stage", "all", "--extend", stored, "--n-test", "12", "--out", str(tmp_path / "f")])
+
+
+def test_a_stored_run_keeps_its_openings_when_a_prompt_file_grows(tmp_path, monkeypatch):
+    """A run that holds its openings can be extended after openings are appended to a prompt file (the file is then
+    drawn whole); a run stored with only their hash cannot, since today's draw at its sizes is no longer its own."""
+    import pytest
+
+    from steer.eval.matched import BenchPrompts
+
+    bench = _bench()
+    files = tmp_path / "prompts"
+    files.mkdir()
+    for name in ("neutral.jsonl", "opposite.jsonl"):
+        (files / name).write_text((bench.BENCH / name).read_text())
+    monkeypatch.setattr(bench, "BENCH", files)
+    before = BenchPrompts.from_files(files / "neutral.jsonl", files / "opposite.jsonl", "test", 6, 4)
+    table = {"n_test": 6, "n_test_against": {"positive": 2, "negative": 2}}
+    hashed = {"table": table, "split_seed": 0, "test_openings_sha256": bench.sha256_of(before.neutral, before.opposite)}
+    listed = {**hashed, "test_openings": {"neutral": before.neutral, "opposite": [list(p) for p in before.opposite]}}
+    assert bench.stored_openings(hashed) == bench.stored_openings(listed) == before
+
+    new = [f"A wonderful new opening number {i}, and" for i in range(40)]
+    with open(files / "opposite.jsonl", "a") as f:
+        f.writelines(json.dumps({"text": t, "label": "positive", "split": "test"}) + "\n" for t in new)
+    whole = BenchPrompts.from_files(files / "neutral.jsonl", files / "opposite.jsonl", "test", 12, None)
+    added = bench.added_openings(listed, whole)
+    assert len(added.neutral) == 6 and not set(added.neutral) & set(before.neutral)
+    assert {p for p, _ in added.opposite} >= set(new) and not set(added.opposite) & set(before.opposite)
+    with pytest.raises(SystemExit, match="the files changed"):
+        bench.added_openings(hashed, whole)
+    with pytest.raises(SystemExit, match="do not match its table's sizes"):
+        bench.stored_openings({**listed, "table": {**table, "n_test": 7}})
 
 
 def test_the_spread_stage_searches_dev_twice_and_runs_no_test(tmp_path, cache_env):

@@ -5,7 +5,8 @@ compared at equal knobs but at equal cost, the perplexity of their continuations
 the unsteered continuations' perplexity (1.25x and 1.5x by default). The protocol:
 
 1. **Splits over every register.** Dev and test openings are drawn in the same proportions from every register of
-   the neutral openings and from both sentiments of the opposite ones (:func:`steer.eval.readout.stratified`).
+   the neutral openings (:func:`steer.eval.readout.stratified`) and in equal shares from both sentiments of the
+   opposite ones (:func:`steer.eval.readout.balanced`).
 2. **Knob ranges on dev only.** A bracketed search on dev (:func:`steer.eval.knob_search.search_knob`) finds the
    setting at each budget, per method and target.
 3. **Read where it is scored.** On test, each method runs at a short grid of settings bracketing its dev settings
@@ -36,7 +37,7 @@ from steer.eval.knob_search import search_knob
 from steer.eval.methods import Knob, Method
 from steer.eval.metrics import continuation_nll, distinct_n, perplexity, rate
 from steer.eval.quality import TARGETS, sample
-from steer.eval.readout import stratified
+from steer.eval.readout import balanced, stratified
 from steer.generation import GenerationConfig
 from steer.worlds import Worlds
 
@@ -65,7 +66,8 @@ class BenchPrompts:
         seed: int = 0,
     ) -> BenchPrompts:
         """The records of ``split`` (field ``split``) of the two files; ``n_*`` of each (None: all), drawn with
-        ``seed`` in the proportions of the neutral openings' ``register`` field and of the opposite ones' labels."""
+        ``seed`` in the proportions of the neutral openings' ``register`` field and in equal shares of the opposite
+        ones' labels (a label with too few gives all it has)."""
         nw = Worlds.from_file(neutral)
         rows = [i for i, s in enumerate(nw.column("split")) if s == split]
         if not rows:
@@ -82,7 +84,7 @@ class BenchPrompts:
                     if lab not in TARGETS:
                         raise ValueError(f"{opposite}: label {lab!r} is not one of {', '.join(TARGETS)}")
                     pairs.append((p, str(lab)))
-            opp = [pairs[i] for i in stratified([lab for _, lab in pairs], n_opposite or None, seed)]
+            opp = [pairs[i] for i in balanced([lab for _, lab in pairs], n_opposite or None, seed)]
         return cls(texts, opp)
 
     def against(self, target: str) -> list[str]:

@@ -1,8 +1,8 @@
 """How the steering benchmark reads its test runs, as pure functions (no model code): stratified splits, the test curve
 read at exactly the fluency budget, intervals that respect clustered samples, and a multiplicity correction.
 
-- :func:`stratified` draws a split's openings in the same proportions from every group (register, label), with a
-  fixed seed; a smaller size keeps the proportions.
+- :func:`stratified` draws a split's openings in the same proportions from every group (register), with a fixed
+  seed; a smaller size keeps the proportions. :func:`balanced` gives every group (label) an equal share.
 - :func:`isotonic` (pool adjacent violators) makes a curve monotone in the knob; :func:`read_at_budget` reads the
   isotonic test curves of the perplexity ratio and of success at the knob where the ratio meets the budget (linear
   interpolation between grid points), or says the curve does not reach it.
@@ -33,23 +33,60 @@ def stratified(groups: Sequence[str], n: int | None, seed: int = 0) -> list[int]
     Returns:
         The kept indices, ascending.
     """
-    total = len(groups)
-    if n is None or n >= total:
-        return list(range(total))
+    if n is None or n >= len(groups):
+        return list(range(len(groups)))
+    members = _members(groups, n)
+    exact = {g: n * len(m) / len(groups) for g, m in members.items()}
+    take = {g: math.floor(exact[g]) for g in members}
+    _spread(take, exact, n, list(members))
+    return _draw(members, take, seed)
+
+
+def balanced(groups: Sequence[str], n: int | None, seed: int = 0) -> list[int]:
+    """Like :func:`stratified`, but every group gets an equal share of ``n`` whatever its size: a group with fewer
+    items than its share gives all it has and the others share the rest. On groups of equal size it is the same draw
+    as :func:`stratified` (e.g. the two sentiments of the opposite openings, whose test split may hold more of one)."""
+    if n is None or n >= len(groups):
+        return list(range(len(groups)))
+    members = _members(groups, n)
+    take = dict.fromkeys(members, 0)
+    left = n
+    while left:  # water-filling: an equal share to every group that still has items
+        open_ = [g for g in members if take[g] < len(members[g])]
+        share = left // len(open_)
+        if share == 0:
+            for g in open_[:left]:
+                take[g] += 1
+            break
+        for g in open_:
+            add = min(share, len(members[g]) - take[g])
+            take[g] += add
+            left -= add
+    return _draw(members, take, seed)
+
+
+def _members(groups: Sequence[str], n: int) -> dict[str, list[int]]:
+    """Each group's item indices (groups in order of first appearance), for a draw of ``n`` < all of them."""
     if n < 1:
         raise ValueError(f"a split needs at least 1 item, got n={n}")
     names = list(dict.fromkeys(groups))
-    members = {g: [i for i, x in enumerate(groups) if x == g] for g in names}
-    exact = {g: n * len(members[g]) / total for g in names}
-    take = {g: math.floor(exact[g]) for g in names}
+    return {g: [i for i, x in enumerate(groups) if x == g] for g in names}
+
+
+def _spread(take: dict[str, int], exact: dict[str, float], n: int, names: list[str]) -> None:
+    """Give the items left by rounding down to the groups with the largest remainders (ties: first group first)."""
     left = n - sum(take.values())
     for g in sorted(names, key=lambda g: (-(exact[g] - take[g]), names.index(g)))[:left]:
         take[g] += 1
+
+
+def _draw(members: dict[str, list[int]], take: dict[str, int], seed: int) -> list[int]:
+    """``take[g]`` items of every group, a seeded random draw within each, as ascending indices."""
     rng = np.random.default_rng(seed)
     kept: list[int] = []
-    for g in names:
-        order = rng.permutation(len(members[g]))[: take[g]]
-        kept += [members[g][i] for i in order]
+    for g, m in members.items():
+        order = rng.permutation(len(m))[: take[g]]
+        kept += [m[i] for i in order]
     return sorted(kept)
 
 
