@@ -1,10 +1,11 @@
 """Benchmark: the exported GGUF control vector in a real engine (llama.cpp, through llama-cpp-python) against
 ``steer``'s own steering of the bundled model.
 
-For ``steer.generate``'s default positive and negative sets (layers 1 and up, additive, the default coeff), per
-prompt: the correlation over the vocabulary of the steered-minus-unsteered next-token log-prob shifts of the two
-engines (llama.cpp runs the Q4_1 weights, steer the de-quantized fp32 ones), and the mean VADER compound of greedy
-continuations in each engine, steered and unsteered (``steer.eval.llamacpp``). The opt-in test
+For ``steer.generate``'s default positive and negative sets (layers 1 and up), under the default rule (additive, the
+default coeff; exported as a control vector) and under linear-transport (exported as ``--format gguf``: the bundled
+GGUF with the scaled ffn_down columns, plus its control vector), per prompt: the correlation over the vocabulary
+of the steered-minus-unsteered next-token log-prob shifts of the two engines (llama.cpp runs the Q4_1 weights, steer
+the de-quantized fp32 ones), and the mean VADER compound of greedy continuations in each engine, steered and unsteered (``steer.eval.llamacpp``). The opt-in test
 ``tests/test_llamacpp.py`` asserts on the same comparison.
 
     pip install -e ".[llamacpp]"      # builds llama.cpp; see pyproject.toml for the flags that worked here
@@ -31,26 +32,29 @@ from steer.weights import bundled_gguf
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--transport-coeff", type=float, default=1.5, help="lambda of the linear-transport run")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
     model = load_model("bundled")
     cfg, gguf, runs = SteerConfig(), bundled_gguf(), {}
     for label, ns in default_sets(model).items():
-        with tempfile.TemporaryDirectory() as tmp:
-            runs[label] = compare_with_llamacpp(model, ns, cfg.coeff, gguf, Path(tmp), new=args.new_tokens)
-        corrs = runs[label]["correlations"]
-        print(f"[{label}] correlations {min(corrs):.4f}-{max(corrs):.4f}; mean VADER "
-              + ", ".join(f"{k} {v:+.3f}" for k, v in runs[label]["vader"].items()))
-    rows = [{"toward": label, "min_correlation": min(r["correlations"]), "max_correlation": max(r["correlations"]),
-             "correlations": r["correlations"], **{f"vader {k}": v for k, v in r["vader"].items()}}
-            for label, r in runs.items()]
-    continuations = [{"toward": label, "condition": c, "prompt": p, "text": t}
-                     for label, r in runs.items() for c, texts in r["texts"].items()
+        for rule, coeff in ((cfg.rule, cfg.coeff), ("linear-transport", args.transport_coeff)):
+            with tempfile.TemporaryDirectory() as tmp:
+                run = compare_with_llamacpp(model, ns, coeff, gguf, Path(tmp), new=args.new_tokens, rule=rule)
+            runs[(label, rule)] = run
+            corrs = run["correlations"]
+            print(f"[{label}, {rule} {coeff:g}] correlations {min(corrs):.4f}-{max(corrs):.4f}; mean VADER "
+                  + ", ".join(f"{k} {v:+.3f}" for k, v in run["vader"].items()))
+    rows = [{"toward": label, "rule": rule, "coeff": r["coeff"], "min_correlation": min(r["correlations"]),
+             "max_correlation": max(r["correlations"]), "correlations": r["correlations"],
+             **{f"vader {k}": v for k, v in r["vader"].items()}} for (label, rule), r in runs.items()]
+    continuations = [{"toward": label, "rule": rule, "condition": c, "prompt": p, "text": t}
+                     for (label, rule), r in runs.items() for c, texts in r["texts"].items()
                      for p, t in zip(r["prompts"], texts)]
     write_result("llamacpp", {
         "model": model.name, "gguf": gguf.name, "llama_cpp_python": version("llama-cpp-python"),
-        "k": cfg.k, "coeff": cfg.coeff, "new_tokens": args.new_tokens,
+        "k": cfg.k, "coeff": cfg.coeff, "transport_coeff": args.transport_coeff, "new_tokens": args.new_tokens,
         "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "continuations": continuations,
     })
 

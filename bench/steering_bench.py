@@ -12,8 +12,10 @@ register and both sentiments (seeded). The protocol (steer/eval/matched.py):
   methods, Holm-corrected over every comparison of a table.
 
 No method's variant is chosen on dev (no winner's curse): each row is one method as the library or its recipe
-defines it. Neuron steering is the library default (rank-D, k=500, additive); linear transport (Linear-AcT maps fitted
-per unit from the worlds) runs on the same units and, as AcT does, on every MLP unit of every layer (fitted at once);
+defines it. Neuron steering is the library default (rank-D, k=500, additive), and the same rule on the units before
+the gate's activation (``neurons-pre``: site mlp_pre, where a constant shift acts differently at every token); linear
+transport (Linear-AcT maps fitted per unit from the worlds) runs on the same units and, as AcT does, on every MLP unit
+of every layer (fitted at once);
 CAA runs at every layer and at the middle layer (fixed, not searched), PCA of contrast pairs at every layer; the
 other peers are random units (same k), prompting (an instruction; a sentiment prefix) and self-conditioning.
 ``--methods`` runs some of them (the table's Holm family is then those rows' comparisons).
@@ -179,8 +181,16 @@ def build(model, shared, progress, names, extra):
                                "incremental": True}, Knob(0.3, 0.005, 4.0), sets=sets,
                               intervention=Intervention("linear-transport"))
 
+    def rank_at(site):  # rank-D of the units at another MLP site (recorded once, mean over the text)
+        if f"rank {site}" not in shared:
+            at = recording(RecordSpec(model, worlds, site, "mean"), progress)
+            shared[f"rank {site}"] = {t: score_units(at, p, "rank-D") for t, p in props.items()}
+        return shared[f"rank {site}"]
+
     factories = {
         "neurons": lambda: neuron_method(f"neurons (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k}),
+        "neurons-pre": lambda: neuron_method(f"neurons before the gate (mlp_pre, rank-D, k={k})", rank_at("mlp_pre"),
+                                             k, info={"score": "rank-D", "k": k, "site": "mlp_pre"}),
         "transport": lambda: neuron_method(f"linear transport (rank-D, k={k})", rank, k,
                                            info={"score": "rank-D", "k": k}, rule="linear-transport",
                                            knob=Knob(1.0, 0.02, 32.0), shared=shared),
@@ -336,6 +346,10 @@ def main(argv=None):
     test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test",
                                    n_neutral=size["n_test"], n_opposite=size["n_opposite"], seed=seed)
     openings = sha256_of(test.neutral, test.opposite)
+    first = json.loads(Path(args.merge).read_text()) if args.merge else None
+    if first is not None:  # the stored run's own openings (a prompt file may have grown since)
+        test = stored_openings(first)
+        openings = first.get("test_openings_sha256", sha256_of(test.neutral, test.opposite))
     old = json.loads(Path(args.extend).read_text()) if args.extend else None
     used = BenchPrompts([], [])  # the stored run's openings, in its table's order
     if old is not None:
@@ -370,8 +384,7 @@ def main(argv=None):
             result["extra"] = {**old.get("extra", {}), **result["extra"]}
         else:
             table = matched_eval(bench, methods)
-        if args.merge:  # methods added to a stored run of the same bench: one table, compared afresh
-            first = json.loads(Path(args.merge).read_text())
+        if first is not None:  # methods added to a stored run of the same bench: one table, compared afresh
             table = merge_tables(first["table"], table)
             result["merged_with"] = {"command": first.get("command"), "date": first.get("date"),
                                      "seconds": first.get("seconds"), "extra": first.get("extra", {})}

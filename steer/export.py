@@ -15,6 +15,9 @@ transformers (:func:`control_vector_hooks`).
   tensor each, EasySteer's ``.pt`` form: one file per target layer), ``directions.safetensors`` (``direction.{k}``
   for every steered layer, layer 0 included), ``easysteer.json`` (the multi-vector request: path, scale 1,
   ``target_layers`` [k]) and ``steer_export.json``.
+- ``gguf`` (a model loaded from a ``.gguf`` file): the same pair for llama.cpp directly, ``model.gguf`` (a copy of
+  the model's GGUF with the scaled columns of each steered layer's ffn_down, as F32) and ``control_vector.gguf``;
+  see :mod:`steer.export_gguf`.
 - ``model``: an edited Hugging Face checkpoint (safetensors + config + tokenizer, loadable by plain ``transformers``)
   with the columns scaled, and the constant part beside it as ``control_vector.gguf``. Serve the pair: the checkpoint
   with llama.cpp (after ``convert_hf_to_gguf.py``) and ``--control-vector control_vector.gguf``, or with transformers
@@ -146,7 +149,7 @@ def export_steering(
     Args:
         model: the model the neuron set was found in.
         neurons: the neuron set.
-        fmt: ``control-vector`` (a .gguf file), ``pt`` (a directory) or ``model`` (a directory).
+        fmt: ``control-vector`` (a .gguf file), ``pt``, ``model`` or ``gguf`` (a directory).
         out: where to write.
         intervention: how the units are rewritten (default ``Intervention()``; ``apply_to`` must be ``all``).
         drop_layer_0: export although layer 0 is steered (inexact; see :func:`write_control_vector`).
@@ -185,11 +188,15 @@ def write_export(
         if form.changes_weights:
             raise ExportError(
                 f"rule {form.metadata.get('rule')!r} scales MLP weights, which a control vector cannot do: export "
-                "--format model (the edited checkpoint with its control vector), or use the additive rule"
+                "--format model or gguf (the edited weights with their control vector), or use the additive rule"
             )
         return write_control_vector(form, out, drop_layer_0)
     if fmt == "pt":
         return write_direction_files(form, out)
+    if fmt == "gguf":
+        from steer.export_gguf import write_edited_gguf
+
+        return write_edited_gguf(model, form, out, drop_layer_0)
     return write_edited_model(model, form, out, drop_layer_0)
 
 

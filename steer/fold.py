@@ -142,6 +142,11 @@ def compile_edits(model: Model, site: str, edits: Mapping[int, LayerEdit], apply
             f"apply_to={apply_to!r} rewrites some positions only; a control vector acts at every position, so only "
             "apply_to='all' can be exported"
         )
+    if site in ("mlp_pre", "mlp_pre_linear"):
+        raise ExportError(
+            f"site {site!r} rewrites the MLP before its nonlinearity, so even a constant shift is not a constant "
+            "vector after the block: only mlp and resid rewrites can be exported"
+        )
     if site not in ("mlp", "resid"):
         raise ExportError(f"unknown site {site!r}; exportable sites are mlp and resid")
     check_architecture(model)

@@ -18,7 +18,7 @@ D_SCORES: dict[str, Normalize] = {"D": "none", "zscore-D": "zscore", "rank-D": "
 # every selection score: the doxastic ones and the non-doxastic baselines (steer.selection)
 SCORES = ("D", "zscore-D", "rank-D", "mean-diff", "smd", "ap")
 
-EXPORT_FORMATS: tuple[str, ...] = ("control-vector", "pt", "model")  # steer export --format
+EXPORT_FORMATS: tuple[str, ...] = ("control-vector", "pt", "model", "gguf")  # steer export --format
 
 BUILTIN_RULES = (
     "paper",

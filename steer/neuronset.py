@@ -27,6 +27,7 @@ from steer.artifacts import (
     unseal,
     write_json_atomic,
 )
+from steer.sites import MLP_SITES
 
 if TYPE_CHECKING:
     from steer.models import Model
@@ -138,7 +139,7 @@ class NeuronSet:
         identity = model if isinstance(model, Mapping) else model.identity
         check_model(self.model_identity, identity, "neuron set")
         n_layers = identity.get("n_layers")
-        width = identity.get("d_mlp" if self.site == "mlp" else "d_model")
+        width = identity.get("d_mlp" if self.site in MLP_SITES else "d_model")
         outside = [
             (u.layer, u.index)
             for u in self.units_for + self.units_against

@@ -7,7 +7,15 @@ steered generation. Recording (:mod:`steer.record`) reads a site's units in some
 Sites (TransformerLens hook names):
 - ``mlp``   -> ``blocks.{l}.mlp.hook_post``: MLP neuron activations; for gated MLPs (Qwen2, Llama) the input
   of down_proj, act(gate(x)) * up(x). d_mlp units per layer.
+- ``mlp_pre`` -> ``blocks.{l}.mlp.hook_pre``: the gate's pre-activation gate(x), before the activation function
+  (gated MLPs; for an ungated MLP the input of the activation). A shift here reaches the MLP's output multiplied by
+  act'(gate(x)) * up(x), which depends on the input. d_mlp units per layer.
+- ``mlp_pre_linear`` -> ``blocks.{l}.mlp.hook_pre_linear``: the linear branch up(x) of a gated MLP; a shift is
+  multiplied by act(gate(x)). d_mlp units per layer.
 - ``resid`` -> ``blocks.{l}.hook_resid_post``: the residual stream after block l. d_model units per layer.
+
+Only ``mlp`` and ``resid`` rewrites can be exported (:mod:`steer.fold`): at the pre-activation sites even a
+constant shift is not a constant vector after the block.
 
 Token reductions (:data:`REDUCTIONS`): ``last`` (the prompt's last token) or ``mean`` (the mean over the world's
 own text); see :func:`steer.record.record`.
@@ -24,7 +32,13 @@ import numpy as np
 if TYPE_CHECKING:
     from steer.models import Model
 
-SITES = {"mlp": "blocks.{layer}.mlp.hook_post", "resid": "blocks.{layer}.hook_resid_post"}
+SITES = {
+    "mlp": "blocks.{layer}.mlp.hook_post",
+    "mlp_pre": "blocks.{layer}.mlp.hook_pre",
+    "mlp_pre_linear": "blocks.{layer}.mlp.hook_pre_linear",
+    "resid": "blocks.{layer}.hook_resid_post",
+}
+MLP_SITES = ("mlp", "mlp_pre", "mlp_pre_linear")  # d_mlp units per layer
 REDUCTIONS = ("last", "mean")
 
 
@@ -44,9 +58,9 @@ def site_hooks(site: str, layers: Sequence[int]) -> list[str]:
 
 
 def site_width(model: Model, site: str) -> int:
-    """Units per layer at a site: d_mlp for ``mlp``, d_model for ``resid``."""
+    """Units per layer at a site: d_mlp for the MLP sites, d_model for ``resid``."""
     hook_name(site, 0)
-    return model.d_mlp if site == "mlp" else model.d_model
+    return model.d_mlp if site in MLP_SITES else model.d_model
 
 
 def resolve_layers(layers: int | Sequence[int] | None, n_layers: int) -> list[int]:

@@ -16,6 +16,8 @@ import pytest
 from steer import SteerConfig
 from steer.weights import bundled_gguf
 
+TRANSPORT_COEFF = 1.5  # lambda of the linear-transport maps
+
 pytestmark = pytest.mark.skipif(os.environ.get("STEER_LLAMACPP") != "1", reason="opt in with STEER_LLAMACPP=1")
 
 
@@ -38,3 +40,16 @@ def test_llama_cpp_moves_like_steer(bundled, sets, tmp_path, label):
     sign = 1 if label == "positive" else -1
     assert sign * (score["llama.cpp steered"] - score["llama.cpp unsteered"]) > 0
     assert sign * (score["steer steered"] - score["steer unsteered"]) > 0
+
+
+@pytest.mark.parametrize("label", ["positive", "negative"])
+def test_llama_cpp_runs_a_transport_rule_as_an_edited_gguf(bundled, sets, tmp_path, label):
+    """linear-transport scales units, so it goes to llama.cpp as --format gguf (the bundled GGUF with the scaled
+    ffn_down columns, plus its control vector), not as a control vector alone."""
+    from steer.eval.llamacpp import compare_with_llamacpp
+
+    run = compare_with_llamacpp(bundled, sets[label], TRANSPORT_COEFF, bundled_gguf(), tmp_path,
+                                rule="linear-transport")
+    corrs = run["correlations"]
+    print(f"\n[{label}, linear-transport] log-prob shift correlation per prompt: {[round(c, 4) for c in corrs]}")
+    assert (tmp_path / "edited" / "model.gguf").is_file() and min(corrs) > 0.95

@@ -37,8 +37,8 @@ def test_bench_prompts_have_the_promised_sizes_splits_and_no_overlap():
     dev = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "dev")
     test = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test")
     assert not set(dev.neutral) & set(test.neutral)
-    # the test split holds 90 positive openings (grown where the Qwen table's intervals were widest), 30 negative
-    assert len(test.against("positive")) == 30 and len(test.against("negative")) == 90
+    # the test split holds 90 positive and 70 negative openings (grown where the Qwen table's intervals were widest)
+    assert len(test.against("positive")) == 70 and len(test.against("negative")) == 90
     lab = {p: lab for p, lab in zip(opposite.prompts, opposite.column("label"))}
     assert all(lab[p] == "negative" for p in test.against("positive"))
     some = BenchPrompts.from_files(BENCH / "neutral.jsonl", BENCH / "opposite.jsonl", "test", 10, 6)

@@ -36,6 +36,7 @@ SERVE_HINTS = {
         "block (steer.export.control_vector_hooks); llama.cpp: convert_hf_to_gguf.py {out}, then "
         "llama-cli -m <converted .gguf> --control-vector {out}/control_vector.gguf"
     ),
+    "gguf": "llama.cpp: llama-cli -m {out}/model.gguf --control-vector {out}/control_vector.gguf",
 }
 _UNITS = ("template", "site", "reduce", "layers", "score", "k")
 _REWRITE = ("rule", "coeff")
@@ -100,7 +101,9 @@ def _export_parser(x: argparse.ArgumentParser) -> None:
     model_flags(x)
     _steer_flags(x, generation=False)
     x.add_argument("--format", default="control-vector", choices=list(FORMATS), help="(default: control-vector)")
-    x.add_argument("--out", required=True, help="the .gguf file (control-vector) or directory (pt, model) to write")
+    x.add_argument(
+        "--out", required=True, help="the .gguf file (control-vector) or directory (pt, model, gguf) to write"
+    )
     x.add_argument(
         "--toward",
         default=None,

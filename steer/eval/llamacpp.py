@@ -26,8 +26,9 @@ from steer.configs import SteerConfig
 from steer.control_vector import read_control_vector
 from steer.eval.metrics import vader_compound
 from steer.export import export_steering
+from steer.fold import export_form
 from steer.interventions import Intervention
-from steer.neurons import score_units
+from steer.neurons import score_units, with_transport
 from steer.select import RecordSpec, recording
 from steer.steerer import Steerer
 
@@ -51,10 +52,12 @@ def default_sets(model: Model, labels: Sequence[str] = ("positive", "negative"))
     cfg = SteerConfig()
     w = cfg.worlds()
     acts = recording(RecordSpec(model, w, cfg.site, cfg.reduce, None), progress=False)
-    return {
-        label: score_units(acts, w.proposition(label=label), cfg.score).restrict(range(1, model.n_layers)).top(cfg.k)
-        for label in labels
-    }
+    out = {}
+    for label in labels:
+        prop = w.proposition(label=label)
+        top = score_units(acts, prop, cfg.score).restrict(range(1, model.n_layers)).top(cfg.k)
+        out[label] = with_transport(top, acts, prop)  # the transport rules' fits, as steer.select_units adds them
+    return out
 
 
 def load_llama(gguf: Path, control_vector: Path | None = None, threads: int = 2) -> Any:
@@ -114,12 +117,20 @@ def compare_with_llamacpp(
     workdir: Path,
     prompts: Sequence[str] = PROMPTS,
     new: int = 16,
+    rule: str = "additive",
 ) -> dict[str, Any]:
-    """Export ``ns`` at ``coeff`` as a control vector, run it in llama.cpp on ``gguf`` (the model's own weights) and
-    with :class:`~steer.Steerer` on ``model``; returns per-prompt correlations of the log-prob shifts, the mean VADER
-    of greedy continuations per engine and condition, and the continuations."""
-    path = export_steering(model, ns, "control-vector", Path(workdir) / "control.gguf", Intervention(coeff=coeff))
-    plain, steered = load_llama(gguf), load_llama(gguf, path)
+    """Export ``ns`` under ``rule`` at ``coeff``, run it in llama.cpp on ``gguf`` (the model's own weights) and with
+    :class:`~steer.Steerer` on ``model``; returns per-prompt correlations of the log-prob shifts, the mean VADER of
+    greedy continuations per engine and condition, and the continuations. A rule that only shifts is exported as a
+    control vector for ``gguf``; a rule that scales (the transport rules) as ``--format gguf``, the edited copy of
+    ``gguf`` with its control vector (:mod:`steer.export_gguf`)."""
+    it = Intervention(rule, coeff)
+    plain = load_llama(gguf)
+    if export_form(model, ns, it).changes_weights:
+        folder = export_steering(model, ns, "gguf", Path(workdir) / "edited", it)
+        steered = load_llama(folder / "model.gguf", folder / "control_vector.gguf")
+    else:
+        steered = load_llama(gguf, export_steering(model, ns, "control-vector", Path(workdir) / "control.gguf", it))
     conditions = ("llama.cpp unsteered", "llama.cpp steered", "steer unsteered", "steer steered")
     corrs: list[float] = []
     texts: dict[str, list[str]] = {k: [] for k in conditions}
@@ -128,18 +139,19 @@ def compare_with_llamacpp(
         t = torch.tensor([ids])
         with torch.no_grad():
             base = torch.log_softmax(model.bridge(t)[0, -1].double(), -1)
-            with Steerer(model, ns, Intervention(coeff=coeff)):
+            with Steerer(model, ns, it):
                 ours = torch.log_softmax(model.bridge(t)[0, -1].double(), -1) - base
         theirs = llama_logprobs(steered, ids) - llama_logprobs(plain, ids)
         corrs.append(float(torch.corrcoef(torch.stack([ours, theirs]))[0, 1]))
         texts["llama.cpp unsteered"].append(model.tokenizer.decode(llama_greedy(plain, ids, new)))
         texts["llama.cpp steered"].append(model.tokenizer.decode(llama_greedy(steered, ids, new)))
         texts["steer unsteered"].append(steer_greedy(model, ids, new))
-        with Steerer(model, ns, Intervention(coeff=coeff)):
+        with Steerer(model, ns, it):
             texts["steer steered"].append(steer_greedy(model, ids, new))
     vader = {k: float(np.mean(vader_compound(v))) for k, v in texts.items()}
     return {
         "prompts": list(prompts),
+        "rule": rule,
         "coeff": coeff,
         "new_tokens": new,
         "correlations": corrs,
