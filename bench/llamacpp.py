@@ -32,29 +32,32 @@ from steer.weights import bundled_gguf
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--new-tokens", type=int, default=16)
-    ap.add_argument("--transport-coeff", type=float, default=1.5, help="lambda of the linear-transport run")
+    ap.add_argument("--transport-coeffs", default="1.5,3", help="lambdas of the linear-transport runs (3 is about "
+                    "where the bundled steering benchmark's dev search put linear transport at 1.5x perplexity)")
     args = ap.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.perf_counter()
     model = load_model("bundled")
     cfg, gguf, runs = SteerConfig(), bundled_gguf(), {}
     for label, ns in default_sets(model).items():
-        for rule, coeff in ((cfg.rule, cfg.coeff), ("linear-transport", args.transport_coeff)):
+        lams = [float(x) for x in args.transport_coeffs.split(",")]
+        for rule, coeff in [(cfg.rule, cfg.coeff)] + [("linear-transport", lam) for lam in lams]:
             with tempfile.TemporaryDirectory() as tmp:
                 run = compare_with_llamacpp(model, ns, coeff, gguf, Path(tmp), new=args.new_tokens, rule=rule)
-            runs[(label, rule)] = run
+            runs[(label, rule, coeff)] = run
             corrs = run["correlations"]
             print(f"[{label}, {rule} {coeff:g}] correlations {min(corrs):.4f}-{max(corrs):.4f}; mean VADER "
                   + ", ".join(f"{k} {v:+.3f}" for k, v in run["vader"].items()))
     rows = [{"toward": label, "rule": rule, "coeff": r["coeff"], "min_correlation": min(r["correlations"]),
              "max_correlation": max(r["correlations"]), "correlations": r["correlations"],
-             **{f"vader {k}": v for k, v in r["vader"].items()}} for (label, rule), r in runs.items()]
-    continuations = [{"toward": label, "rule": rule, "condition": c, "prompt": p, "text": t}
-                     for (label, rule), r in runs.items() for c, texts in r["texts"].items()
+             "shift_sizes": r["shift_sizes"],
+             **{f"vader {k}": v for k, v in r["vader"].items()}} for (label, rule, _), r in runs.items()]
+    continuations = [{"toward": label, "rule": rule, "coeff": lam, "condition": c, "prompt": p, "text": t}
+                     for (label, rule, lam), r in runs.items() for c, texts in r["texts"].items()
                      for p, t in zip(r["prompts"], texts)]
     write_result("llamacpp", {
         "model": model.name, "gguf": gguf.name, "llama_cpp_python": version("llama-cpp-python"),
-        "k": cfg.k, "coeff": cfg.coeff, "transport_coeff": args.transport_coeff, "new_tokens": args.new_tokens,
+        "k": cfg.k, "coeff": cfg.coeff, "transport_coeffs": args.transport_coeffs, "new_tokens": args.new_tokens,
         "seconds": round(time.perf_counter() - t0, 1), "rows": rows, "continuations": continuations,
     })
 

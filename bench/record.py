@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import sys
 import time
 
 import numpy as np
@@ -110,6 +111,8 @@ def main():
         layers = parse_layers(args.layers, model.n_layers)
         ntok = sum(len(i) for i in model.tokenizer(worlds.prompts)["input_ids"])
         for site in args.sites.split(","):
+            if site not in ("mlp", "resid"):
+                sys.exit(f"record bench: the plain-HF baseline reads sites mlp and resid only, not {site!r}")
             warm = Worlds.from_records(worlds.records[: args.batch_size], worlds.template)
             for reuse in (False, True):  # warm-up (allocator, kernels)
                 record(model, warm, site=site, layers=layers, batch_size=args.batch_size, progress=False,

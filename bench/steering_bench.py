@@ -348,6 +348,11 @@ def main(argv=None):
     openings = sha256_of(test.neutral, test.opposite)
     first = json.loads(Path(args.merge).read_text()) if args.merge else None
     if first is not None:  # the stored run's own openings (a prompt file may have grown since)
+        if "table" not in first:
+            sys.exit(f"steering_bench: {args.merge} holds no table (a k or spread stage); merge into a table")
+        if len(first["table"].get("parts") or []) > 1:
+            sys.exit(f"steering_bench: {args.merge} was grown with --extend (parts sampled with their own seeds), so "
+                     "new methods cannot be paired with it; merge into its first part, then extend")
         test = stored_openings(first)
         openings = first.get("test_openings_sha256", sha256_of(test.neutral, test.opposite))
     old = json.loads(Path(args.extend).read_text()) if args.extend else None

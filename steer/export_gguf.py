@@ -4,8 +4,8 @@ A rule with a scale (the transport rules: a' = s·a + t per unit) changes MLP we
 carry. When the model was loaded from a ``.gguf`` file, the ``gguf`` format writes a folder with
 
 - ``model.gguf``: a copy of that file in which every steered layer's ``blk.{l}.ffn_down.weight`` is de-quantized
-  (as ``transformers`` de-quantizes it for ``steer``), its columns scaled, and stored as F32; every other tensor
-  and every metadata field is copied byte for byte;
+  (as ``transformers`` de-quantizes it for ``steer``), its columns scaled, and stored as F32; every other tensor is
+  copied byte for byte and every metadata field with its value and type;
 - ``control_vector.gguf``: the constant part, as the ``control-vector`` format writes it;
 - ``steer_export.json``: the manifest (sha256 of both files and of the source GGUF).
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,10 +57,12 @@ def source_gguf(model: Model) -> Path:
 def edit_gguf(source: Path, column_scales: Mapping[int, tuple[Tensor, Tensor]], out: Path) -> None:
     """Copy ``source`` to ``out`` with the columns ``idx`` of layer l's ffn_down multiplied by ``s`` (F32) for
     every ``l: (idx, s)``; every other tensor and metadata field is copied as it is."""
-    from gguf import GGMLQuantizationType, GGUFReader, GGUFValueType, GGUFWriter, Keys
+    from gguf import GGMLQuantizationType, GGUFEndian, GGUFReader, GGUFValueType, GGUFWriter, Keys
     from gguf.quants import dequantize
 
     reader = GGUFReader(str(source))
+    if reader.endianess != GGUFEndian.LITTLE or sys.byteorder != "little":
+        raise ExportError(f"{source} is a big-endian GGUF (or this machine is): only little-endian files are edited")
     arch_field = reader.fields[Keys.General.ARCHITECTURE]
     writer = GGUFWriter(str(out), arch=str(arch_field.contents()), endianess=reader.endianess)
     alignment = reader.fields.get(Keys.General.ALIGNMENT)
@@ -71,27 +74,32 @@ def edit_gguf(source: Path, column_scales: Mapping[int, tuple[Tensor, Tensor]], 
         kind = field.types[0]
         sub = field.types[-1] if kind == GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
-    data = {}
+    edited = {}
     for t in reader.tensors:
         m = FFN_DOWN.match(t.name)
         if m and int(m[1]) in column_scales:
-            idx, s = column_scales[int(m[1])]
-            w = np.array(dequantize(t.data, t.tensor_type), dtype=np.float32)  # [d_model, d_mlp], as torch has it
-            cols = idx.long().numpy()
-            w[:, cols] = (w[:, cols] * s.float().numpy()).astype(np.float32)
-            data[t.name] = (w, GGMLQuantizationType.F32)
+            edited[t.name] = column_scales[int(m[1])]
+            shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists ne0 (d_mlp) first; numpy [d_model, d_mlp]
+            writer.add_tensor_info(
+                t.name, shape, np.dtype(np.float32), 4 * int(np.prod(shape)), GGMLQuantizationType.F32
+            )
         else:
-            data[t.name] = (t.data, t.tensor_type)
-    missing = sorted(set(column_scales) - {int(m[1]) for n in data if (m := FFN_DOWN.match(n))})
+            writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
+    missing = sorted(set(column_scales) - {int(m[1]) for n in edited if (m := FFN_DOWN.match(n))})
     if missing:
         raise ExportError(f"{source} has no blk.N.ffn_down.weight for layer(s) {missing}")
-    for name, (arr, kind) in data.items():
-        writer.add_tensor_info(name, arr.shape, arr.dtype, arr.nbytes, kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_ti_data_to_file()
-    for arr, _ in data.values():
-        writer.write_tensor_data(arr, tensor_endianess=reader.endianess)
+    for t in reader.tensors:  # one edited layer in memory at a time
+        if t.name in edited:
+            idx, s = edited[t.name]
+            w = np.array(dequantize(t.data, t.tensor_type), dtype=np.float32)  # [d_model, d_mlp], as torch has it
+            cols = idx.long().numpy()
+            w[:, cols] = (w[:, cols] * s.float().numpy()).astype(np.float32)
+            writer.write_tensor_data(w)
+        else:
+            writer.write_tensor_data(t.data)
     writer.close()
 
 

@@ -229,7 +229,8 @@ def gather(
         steering = steering_panel(lm, ns, iv, list(prompts or OPENINGS), max_new_tokens, seed)
         mark("steering panel")
     elif lm is not None:
-        notes.append(f"site {ns.site}: units are residual coordinates; no write/read tokens and no per-token pass")
+        what = "residual coordinates" if ns.site == "resid" else "not the input of W_down (no column to read)"
+        notes.append(f"site {ns.site}: units are {what}; no write/read tokens and no per-token pass")
     else:
         inputs = getattr(worlds, "inputs")  # noqa: B009 (TensorWorlds)
         for i, w in zip(order, world_list):

@@ -1,5 +1,5 @@
 """--format gguf: the model's own GGUF with the steered layers' ffn_down columns scaled, and the control vector beside
-it. On the bundled model (a Q4_1 GGUF): every other tensor and metadata field is copied byte for byte, the edited
+it. On the bundled model (a Q4_1 GGUF): every other tensor is copied byte for byte and every metadata field with its type, the edited
 tensors are the de-quantized weights with their columns scaled, and the edited file, loaded back through
 transformers with its control vector, steers exactly as the hooks do."""
 
@@ -33,8 +33,10 @@ def test_the_edited_gguf_copies_everything_but_the_scaled_columns(bundled, bundl
     assert form.column_scales and set(body["scaled_columns"]) == {str(k) for k in form.column_scales}
     before = GGUFReader(bundled.provenance["path"])
     after = GGUFReader(str(out / "model.gguf"))
-    fields = {f.name: f.contents() for f in before.fields.values() if not f.name.startswith("GGUF.")}
-    assert {f.name: f.contents() for f in after.fields.values() if not f.name.startswith("GGUF.")} == fields
+    def fields(reader):
+        return {f.name: (f.types, f.contents()) for f in reader.fields.values() if not f.name.startswith("GGUF.")}
+
+    assert fields(after) == fields(before)
     edited = {f"blk.{k}.ffn_down.weight": v for k, v in form.column_scales.items()}
     assert [t.name for t in after.tensors] == [t.name for t in before.tensors]
     for a, b in zip(before.tensors, after.tensors):

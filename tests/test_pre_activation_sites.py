@@ -90,3 +90,12 @@ def test_a_constant_shift_before_the_gate_moves_each_token_by_its_own_vector(tin
         steerer.exported  # noqa: B018 (the property compiles the export)
     text = steerer.generate(PROMPTS[0], max_new_tokens=3, do_sample=False)
     assert isinstance(text, str)
+
+
+def test_generate_selects_and_steers_at_the_gate(tiny_model):
+    import steer
+
+    w = Worlds.from_records(labelled_corpus(2))
+    out = steer.generate(PROMPTS, toward="positive", model=tiny_model, worlds=w, site="mlp_pre", k=4,
+                         max_new_tokens=3, seed=0, progress=False)
+    assert isinstance(out, list) and len(out) == 2 and all(isinstance(t, str) for t in out)

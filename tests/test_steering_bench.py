@@ -93,6 +93,9 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
     assert grown["extended_from"]["n_test"] == 6 and grown["test_openings_sha256"] != first["test_openings_sha256"]
     kept, now = first["test_openings"], grown["test_openings"]  # in the table's order: the stored part first
     assert now["neutral"][:6] == kept["neutral"] and len(now["neutral"]) == 12 and len(now["opposite"]) == 8
+    assert now["opposite"][:4] == kept["opposite"]
+    with pytest.raises(SystemExit, match="grown with --extend"):  # new methods cannot be paired with its parts
+        bench.main([*common, "--merge", str(tmp_path / "b" / "result.json"), "--out", str(tmp_path / "m")])
     for key, c in t["curves"].items():
         assert [g[:6] for g in c["neutral"]["nll"]] == a["curves"][key]["neutral"]["nll"]
         assert all(len(g) == 12 for g in c["neutral"]["nll"])

@@ -50,6 +50,7 @@ TITLES = {
     "steering_bench/bundled": "Steering benchmark: bundled model",
     "steering_bench/bundled-k": "How many neurons: k-curve (bundled model)",
     "steering_bench/bundled-spread": "How far the dev search moves (bundled model)",
+    "steering_bench/bundled-pre": "Steering benchmark: bundled model, with units before the gate",
     "steering_bench/qwen-fixture": "Steering benchmark: Qwen fixture",
     "qwen-paper-protocol": "The paper's flip protocol: Qwen fixture",
     "qwen-steering-quality": "Steering quality sweep: Qwen fixture",

@@ -26,6 +26,7 @@ from steer.configs import SteerConfig
 from steer.control_vector import read_control_vector
 from steer.eval.metrics import vader_compound
 from steer.export import export_steering
+from steer.export_gguf import edit_gguf
 from steer.fold import export_form
 from steer.interventions import Intervention
 from steer.neurons import score_units, with_transport
@@ -121,18 +122,30 @@ def compare_with_llamacpp(
 ) -> dict[str, Any]:
     """Export ``ns`` under ``rule`` at ``coeff``, run it in llama.cpp on ``gguf`` (the model's own weights) and with
     :class:`~steer.Steerer` on ``model``; returns per-prompt correlations of the log-prob shifts, the mean VADER of
-    greedy continuations per engine and condition, and the continuations. A rule that only shifts is exported as a
+    greedy continuations per engine and condition, the spread (std over the vocabulary) of each engine's shift and of
+    the unsteered engines' difference, and the continuations. A rule that only shifts is exported as a
     control vector for ``gguf``; a rule that scales (the transport rules) as ``--format gguf``, the edited copy of
-    ``gguf`` with its control vector (:mod:`steer.export_gguf`)."""
+    ``gguf`` with its control vector (:mod:`steer.export_gguf`), and the unsteered llama.cpp reference is then a copy
+    with the same layers' ffn_down de-quantized to F32 but unscaled, so both sides of the shift run the same weight
+    types."""
     it = Intervention(rule, coeff)
-    plain = load_llama(gguf)
-    if export_form(model, ns, it).changes_weights:
+    form = export_form(model, ns, it)
+    if form.changes_weights:
+        if Path(gguf).resolve() != Path(str(model.provenance.get("path"))).resolve():
+            raise ValueError(f"{gguf} is not the file the model was loaded from; the edited copy would not match it")
         folder = export_steering(model, ns, "gguf", Path(workdir) / "edited", it)
         steered = load_llama(folder / "model.gguf", folder / "control_vector.gguf")
+        # the unsteered reference holds the same layers de-quantized to F32, unscaled, so that the shift measures the
+        # steering and not the change of weight type
+        unscaled = Path(workdir) / "reference.gguf"
+        edit_gguf(Path(gguf), {k: (idx, torch.ones_like(sc)) for k, (idx, sc) in form.column_scales.items()}, unscaled)
+        plain = load_llama(unscaled)
     else:
+        plain = load_llama(gguf)
         steered = load_llama(gguf, export_steering(model, ns, "control-vector", Path(workdir) / "control.gguf", it))
     conditions = ("llama.cpp unsteered", "llama.cpp steered", "steer unsteered", "steer steered")
     corrs: list[float] = []
+    sizes: list[dict[str, float]] = []
     texts: dict[str, list[str]] = {k: [] for k in conditions}
     for prompt in prompts:
         ids = model.encode(prompt)
@@ -141,8 +154,17 @@ def compare_with_llamacpp(
             base = torch.log_softmax(model.bridge(t)[0, -1].double(), -1)
             with Steerer(model, ns, it):
                 ours = torch.log_softmax(model.bridge(t)[0, -1].double(), -1) - base
-        theirs = llama_logprobs(steered, ids) - llama_logprobs(plain, ids)
+        reference = llama_logprobs(plain, ids)
+        theirs = llama_logprobs(steered, ids) - reference
         corrs.append(float(torch.corrcoef(torch.stack([ours, theirs]))[0, 1]))
+        # how large the steering's shift is next to how far the two engines disagree unsteered (the noise floor)
+        sizes.append(
+            {
+                "shift_std_steer": float(ours.std()),
+                "shift_std_llama_cpp": float(theirs.std()),
+                "unsteered_gap_std": float((reference - base).std()),
+            }
+        )
         texts["llama.cpp unsteered"].append(model.tokenizer.decode(llama_greedy(plain, ids, new)))
         texts["llama.cpp steered"].append(model.tokenizer.decode(llama_greedy(steered, ids, new)))
         texts["steer unsteered"].append(steer_greedy(model, ids, new))
@@ -155,6 +177,7 @@ def compare_with_llamacpp(
         "coeff": coeff,
         "new_tokens": new,
         "correlations": corrs,
+        "shift_sizes": sizes,
         "vader": vader,
         "texts": texts,
     }
