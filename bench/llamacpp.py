@@ -1,12 +1,13 @@
-"""Benchmark: the exported GGUF control vector in a real engine (llama.cpp, through llama-cpp-python) against
-``steer``'s own steering of the bundled model.
+"""Benchmark: exported steering in a real engine (llama.cpp, through llama-cpp-python) against ``steer``'s own
+steering of the bundled model.
 
 For ``steer.generate``'s default positive and negative sets (layers 1 and up), under the default rule (additive, the
 default coeff; exported as a control vector) and under linear-transport (exported as ``--format gguf``: the bundled
-GGUF with the scaled ffn_down columns, plus its control vector), per prompt: the correlation over the vocabulary
-of the steered-minus-unsteered next-token log-prob shifts of the two engines (llama.cpp runs the Q4_1 weights, steer
-the de-quantized fp32 ones), and the mean VADER compound of greedy continuations in each engine, steered and unsteered (``steer.eval.llamacpp``). The opt-in test
-``tests/test_llamacpp.py`` asserts on the same comparison.
+GGUF with the scaled ffn_down columns as F32, plus its control vector), per prompt: the correlation over the
+vocabulary of the steered-minus-unsteered next-token log-prob shifts of the two engines (llama.cpp runs the Q4_1
+weights, steer the de-quantized fp32 ones), their spreads, and the mean VADER compound of greedy continuations in each
+engine, steered and unsteered (``steer.eval.llamacpp``). The opt-in test ``tests/test_llamacpp.py`` asserts on the
+same comparison.
 
     pip install -e ".[llamacpp]"      # builds llama.cpp; see pyproject.toml for the flags that worked here
     python bench/llamacpp.py
@@ -39,8 +40,8 @@ def main():
     t0 = time.perf_counter()
     model = load_model("bundled")
     cfg, gguf, runs = SteerConfig(), bundled_gguf(), {}
+    lams = [float(x) for x in args.transport_coeffs.split(",")]
     for label, ns in default_sets(model).items():
-        lams = [float(x) for x in args.transport_coeffs.split(",")]
         for rule, coeff in [(cfg.rule, cfg.coeff)] + [("linear-transport", lam) for lam in lams]:
             with tempfile.TemporaryDirectory() as tmp:
                 run = compare_with_llamacpp(model, ns, coeff, gguf, Path(tmp), new=args.new_tokens, rule=rule)

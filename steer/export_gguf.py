@@ -74,18 +74,19 @@ def edit_gguf(source: Path, column_scales: Mapping[int, tuple[Tensor, Tensor]], 
         kind = field.types[0]
         sub = field.types[-1] if kind == GGUFValueType.ARRAY else None
         writer.add_key_value(field.name, field.contents(), kind, sub_type=sub)
-    edited = {}
+    edited, found = {}, set()
     for t in reader.tensors:
         m = FFN_DOWN.match(t.name)
         if m and int(m[1]) in column_scales:
             edited[t.name] = column_scales[int(m[1])]
+            found.add(int(m[1]))
             shape = tuple(int(n) for n in reversed(t.shape))  # GGUF lists ne0 (d_mlp) first; numpy [d_model, d_mlp]
             writer.add_tensor_info(
                 t.name, shape, np.dtype(np.float32), 4 * int(np.prod(shape)), GGMLQuantizationType.F32
             )
         else:
             writer.add_tensor_info(t.name, t.data.shape, t.data.dtype, t.data.nbytes, t.tensor_type)
-    missing = sorted(set(column_scales) - {int(m[1]) for n in edited if (m := FFN_DOWN.match(n))})
+    missing = sorted(set(column_scales) - found)
     if missing:
         raise ExportError(f"{source} has no blk.N.ffn_down.weight for layer(s) {missing}")
     writer.write_header_to_file()

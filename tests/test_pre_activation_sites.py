@@ -12,28 +12,9 @@ from steer import Intervention, Steerer, Worlds, record
 from steer.export import ExportError
 from steer.interventions import Affine, LayerEdit
 from tests.conftest import labelled_corpus
+from tests.test_record import PRE_MODULE, hf_reference
 
 PROMPTS = ["the film was", "a quiet morning in the old town"]
-MODULE = {"mlp_pre": "gate_proj", "mlp_pre_linear": "up_proj"}
-
-
-def _hf_outputs(model, prompts, site, layers):
-    """The last token's output of gate_proj / up_proj in each of ``layers``, one prompt at a time, plain HF."""
-    hf = model.bridge.original_model
-    rows = []
-    for p in prompts:
-        ids = model.tokenizer(p, return_tensors="pt").input_ids
-        got = {}
-        handles = [getattr(hf.model.layers[layer].mlp, MODULE[site]).register_forward_hook(
-            lambda mod, args, out, layer=layer: got.__setitem__(layer, out[0, -1])) for layer in layers]
-        try:
-            with torch.no_grad():
-                hf(input_ids=ids)
-        finally:
-            for h in handles:
-                h.remove()
-        rows.append(torch.stack([got[layer] for layer in layers]))
-    return torch.stack(rows).float()
 
 
 @pytest.mark.parametrize("site", ["mlp_pre", "mlp_pre_linear"])
@@ -41,7 +22,8 @@ def test_recording_reads_the_gate_and_up_projections(tiny_model, toy_records, si
     worlds = Worlds.from_records(toy_records, "plain")
     acts = record(tiny_model, worlds, site=site, layers=[0, 2], reduce="last", batch_size=3, progress=False)
     assert acts.X.shape == (len(worlds), 2, tiny_model.d_mlp) and acts.site == site
-    torch.testing.assert_close(acts.X, _hf_outputs(tiny_model, worlds.prompts, site, [0, 2]), rtol=1e-4, atol=1e-5)
+    ref = hf_reference(tiny_model, worlds.prompts, site, [0, 2], "last")
+    torch.testing.assert_close(acts.X, ref, rtol=1e-4, atol=1e-5)
 
 
 @torch.no_grad()
@@ -60,7 +42,7 @@ def test_a_rewrite_there_equals_editing_the_projection_in_plain_hf(tiny_model, s
         out[..., idx] += shift
         return out
 
-    handle = getattr(hf.model.layers[layer].mlp, MODULE[site]).register_forward_hook(shifted)
+    handle = getattr(hf.model.layers[layer].mlp, PRE_MODULE[site]).register_forward_hook(shifted)
     try:
         ref = hf(input_ids=ids, attention_mask=mask).logits
     finally:

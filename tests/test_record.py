@@ -9,9 +9,12 @@ from steer.record import record
 from steer.sites import parse_layers, resolve_layers
 from steer.worlds import Worlds
 
+PRE_MODULE = {"mlp_pre": "gate_proj", "mlp_pre_linear": "up_proj"}
+
 
 def hf_reference(model, prompts, site, layers, reduce, spans=None):
-    """One prompt at a time through the plain HF model: down_proj's input (mlp) or the layer output (resid);
+    """One prompt at a time through the plain HF model: down_proj's input (mlp), gate_proj's / up_proj's output
+    (mlp_pre / mlp_pre_linear) or the layer output (resid);
     ``mean`` over all tokens, or over each prompt's token span [lo, hi) when ``spans`` is given."""
     hf = model.bridge.original_model
     rows = []
@@ -24,6 +27,9 @@ def hf_reference(model, prompts, site, layers, reduce, spans=None):
             if site == "mlp":
                 handles.append(block.mlp.down_proj.register_forward_pre_hook(
                     lambda mod, args, layer=layer: got.__setitem__(layer, args[0])))
+            elif site in PRE_MODULE:  # the gate's or the up branch's output, before they are multiplied
+                handles.append(getattr(block.mlp, PRE_MODULE[site]).register_forward_hook(
+                    lambda mod, args, out, layer=layer: got.__setitem__(layer, out)))
             else:
                 handles.append(block.register_forward_hook(
                     lambda mod, args, out, layer=layer: got.__setitem__(layer, out[0] if isinstance(out, tuple) else out)))
