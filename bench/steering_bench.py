@@ -38,7 +38,8 @@ Stages (``--stage all`` runs the first two):
 ``--merge`` adds methods to a stored table (same openings and seeds); ``--extend`` adds test openings to it: every
 method of the stored table runs again on the openings it did not use, at the test grid it chose on dev, and the two
 parts are joined opening by opening (steer.eval.matched_extend), so a table too large for one sitting is measured in
-two.
+two. Methods merged into a grown table run as its parts were run (the dev search on the first part's, each part's
+openings with that part's seed), so every comparison stays paired.
 
 Writes result.json (command line, versions, machine, date, every per-continuation figure), report.md and PNGs under
 --out (default docs/results/steering_bench/<model name>).
@@ -76,7 +77,7 @@ from steer.eval import (
     plot_k_curve,
 )
 from steer.eval.matched import merge_tables, search_spread
-from steer.eval.matched_extend import concat_tables, extend_eval
+from steer.eval.matched_extend import concat_tables, eval_in_parts, extend_eval
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
@@ -350,9 +351,6 @@ def main(argv=None):
     if first is not None:  # the stored run's own openings (a prompt file may have grown since)
         if "table" not in first:
             sys.exit(f"steering_bench: {args.merge} holds no table (a k or spread stage); merge into a table")
-        if len(first["table"].get("parts") or []) > 1:
-            sys.exit(f"steering_bench: {args.merge} was grown with --extend (parts sampled with their own seeds), so "
-                     "new methods cannot be paired with it; merge into its first part, then extend")
         test = stored_openings(first)
         openings = first.get("test_openings_sha256", sha256_of(test.neutral, test.opposite))
     old = json.loads(Path(args.extend).read_text()) if args.extend else None
@@ -387,6 +385,8 @@ def main(argv=None):
                                                                      "extended_from", "test_openings_sha256")}
             result["extended_from"].update(n_test=old["table"]["n_test"], n_test_against=old["table"]["n_test_against"])
             result["extra"] = {**old.get("extra", {}), **result["extra"]}
+        elif first is not None and len(first["table"].get("parts") or []) > 1:  # a grown table: run as its parts were
+            table = eval_in_parts(bench, methods, part_openings(first))
         else:
             table = matched_eval(bench, methods)
         if first is not None:  # methods added to a stored run of the same bench: one table, compared afresh
@@ -452,6 +452,22 @@ def stored_openings(old):
         sys.exit("steering_bench: the stored run's test openings are not those of today's prompt files at its sizes "
                  "and --split-seed (the files changed?), and it holds no list of them; it cannot be extended")
     return before
+
+
+def part_openings(old):
+    """The test openings of each part of the grown table ``old`` (in its order); exits unless its parts were sampled
+    with the seeds an extension gives them (the first part's seed, then one more per part)."""
+    t, kept = old["table"], stored_openings(old)
+    seeds = [p["seed"] for p in t["parts"]]
+    if seeds != [t["config"]["seed"] + i for i in range(len(seeds))]:
+        sys.exit(f"steering_bench: the stored table's parts were sampled with seeds {seeds}, not its seed and one more "
+                 "per part: its runs cannot be repeated")
+    parts, n, m = [], 0, 0
+    for p in t["parts"]:
+        k = sum(p["n_test_against"].values())
+        parts.append(BenchPrompts(kept.neutral[n:n + p["n_test"]], kept.opposite[m:m + k]))
+        n, m = n + p["n_test"], m + k
+    return parts
 
 
 def added_openings(old, test):

@@ -94,8 +94,6 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
     kept, now = first["test_openings"], grown["test_openings"]  # in the table's order: the stored part first
     assert now["neutral"][:6] == kept["neutral"] and len(now["neutral"]) == 12 and len(now["opposite"]) == 8
     assert now["opposite"][:4] == kept["opposite"]
-    with pytest.raises(SystemExit, match="grown with --extend"):  # new methods cannot be paired with its parts
-        bench.main([*common, "--merge", str(tmp_path / "b" / "result.json"), "--out", str(tmp_path / "m")])
     for key, c in t["curves"].items():
         assert [g[:6] for g in c["neutral"]["nll"]] == a["curves"][key]["neutral"]["nll"]
         assert all(len(g) == 12 for g in c["neutral"]["nll"])
@@ -103,6 +101,22 @@ def test_a_stored_table_grows_by_new_test_openings_at_its_settings(tmp_path, cac
     samples = a["config"]["samples"]
     assert all(r["success"]["neutral"]["vader"]["n"] == 12 * samples for r in t["rows"] if r["reached"])
     assert len(t["unsteered"]["nll"]) == 12 and "1.5" in t["comparisons"]
+
+    # a method merged into the grown table runs as its parts ran (dev search once, each part with its seed): the
+    # unsteered runs of the two agree opening by opening (merge_tables refuses otherwise), the stored rows are kept
+    monkeypatch.undo()
+    merged = bench.main([*common[:-1], "pca", "--merge", str(tmp_path / "b" / "result.json"),
+                         "--out", str(tmp_path / "m")])["table"]
+    assert merged["parts"] == t["parts"] and merged["n_test"] == 12
+    assert {k: c["neutral"]["nll"] for k, c in merged["curves"].items() if k in t["curves"]} == {
+        k: c["neutral"]["nll"] for k, c in t["curves"].items()}
+    pca = [c for k, c in merged["curves"].items() if k.startswith("PCA")]
+    assert len(pca) == 2 and all(len(g) == 12 for c in pca for g in c["neutral"]["nll"])
+    grown_result = json.loads((tmp_path / "b" / "result.json").read_text())
+    grown_result["table"]["parts"][1]["seed"] = 5
+    (tmp_path / "bad.json").write_text(json.dumps(grown_result))
+    with pytest.raises(SystemExit, match="cannot be repeated"):
+        bench.main([*common[:-1], "pca", "--merge", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")])
 
     # the new openings are the larger draw's, none of them the stored run's
     draw = BenchPrompts.from_files(bench.BENCH / "neutral.jsonl", bench.BENCH / "opposite.jsonl", "test", 12, 8)

@@ -8,7 +8,8 @@ opening by opening (every per-continuation array, the unsteered run's included) 
 comparison again, Holm over the whole table. Within each part all methods share openings and seeds, so every
 comparison stays paired. Each part samples with its own seed (the stored seed plus the part's number), so the new
 openings do not reuse the random stream of the stored ones. The joined distinct-2 is the opening-weighted mean of the
-parts' (not the distinct-2 of the pooled texts).
+parts' (not the distinct-2 of the pooled texts). :func:`eval_in_parts` runs new methods on a grown table's parts as
+they were run (same openings, same seeds), so that they merge into it paired.
 """
 
 from __future__ import annotations
@@ -22,7 +23,16 @@ from typing import Any
 
 import numpy as np
 
-from steer.eval.matched import TARGETS, Bench, _unsteered, curve_on_test, read_table, replace_seed
+from steer.eval.matched import (
+    TARGETS,
+    Bench,
+    BenchPrompts,
+    _unsteered,
+    curve_on_test,
+    matched_eval,
+    read_table,
+    replace_seed,
+)
 from steer.eval.methods import Method
 from steer.eval.metrics import rate
 
@@ -149,3 +159,20 @@ def concat_tables(stored: dict[str, Any], extra: dict[str, Any]) -> dict[str, An
                              "seconds": extra["seconds"]}]  # fmt: skip
     out["seconds"] = round(stored["seconds"] + extra["seconds"], 1)
     return read_table(out)
+
+
+def eval_in_parts(bench: Bench, methods: Sequence[Method], parts: Sequence[BenchPrompts]) -> dict[str, Any]:
+    """``methods`` on a grown table's test openings part by part, as the parts were run: the dev search and the test
+    grids on the first part (:func:`steer.eval.matched.matched_eval`, with ``bench``'s seed), each later part at those
+    grids with its own seed (:func:`extend_eval`), joined (:func:`concat_tables`). Every opening then has the seeds it
+    had in the stored table, so the result merges into it (:func:`steer.eval.matched.merge_tables`) paired."""
+    if not parts:
+        raise ValueError("no parts to run")
+
+    def on(test: BenchPrompts) -> Bench:
+        return Bench(bench.model, bench.scorers, bench.dev, test, bench.cfg, bench.progress)
+
+    table = json.loads(json.dumps(matched_eval(on(parts[0]), methods)))  # as stored (tuples as lists)
+    for test in parts[1:]:
+        table = concat_tables(table, extend_eval(on(test), methods, table))
+    return table
