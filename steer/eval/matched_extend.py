@@ -169,8 +169,8 @@ def eval_in_parts(bench: Bench, methods: Sequence[Method], parts: Sequence[Bench
     if not parts:
         raise ValueError("no parts to run")
 
-    def on(test: BenchPrompts) -> Bench:
-        return Bench(bench.model, bench.scorers, bench.dev, test, bench.cfg, bench.progress)
+    def on(test: BenchPrompts) -> Bench:  # the same dev split, so its unsteered reference is shared
+        return Bench(bench.model, bench.scorers, bench.dev, test, bench.cfg, bench.progress, bench._base)
 
     table = json.loads(json.dumps(matched_eval(on(parts[0]), methods)))  # as stored (tuples as lists)
     for test in parts[1:]:
