@@ -77,7 +77,7 @@ from steer.eval import (
     plot_k_curve,
 )
 from steer.eval.matched import merge_tables, search_spread
-from steer.eval.matched_extend import concat_tables, eval_in_parts, extend_eval
+from steer.eval.matched_extend import concat_tables, eval_in_parts, extend_eval, part_seed
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
@@ -386,7 +386,7 @@ def main(argv=None):
             result["extended_from"].update(n_test=old["table"]["n_test"], n_test_against=old["table"]["n_test_against"])
             result["extra"] = {**old.get("extra", {}), **result["extra"]}
         elif first is not None and len(first["table"].get("parts") or []) > 1:  # a grown table: run as its parts were
-            table = eval_in_parts(bench, methods, part_openings(first))
+            table = eval_in_parts(bench, methods, part_openings(first, test))
         else:
             table = matched_eval(bench, methods)
         if first is not None:  # methods added to a stored run of the same bench: one table, compared afresh
@@ -454,12 +454,12 @@ def stored_openings(old):
     return before
 
 
-def part_openings(old):
-    """The test openings of each part of the grown table ``old`` (in its order); exits unless its parts were sampled
-    with the seeds an extension gives them (the first part's seed, then one more per part)."""
-    t, kept = old["table"], stored_openings(old)
+def part_openings(old, kept):
+    """The test openings ``kept`` of the grown table ``old`` (:func:`stored_openings`, in its order), split into its
+    parts; exits unless its parts were sampled with the seeds an extension gives them (``part_seed``)."""
+    t = old["table"]
     seeds = [p["seed"] for p in t["parts"]]
-    if seeds != [t["config"]["seed"] + i for i in range(len(seeds))]:
+    if seeds != [part_seed(t["config"]["seed"], i) for i in range(len(seeds))]:
         sys.exit(f"steering_bench: the stored table's parts were sampled with seeds {seeds}, not its seed and one more "
                  "per part: its runs cannot be repeated")
     parts, n, m = [], 0, 0

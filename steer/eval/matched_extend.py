@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +35,11 @@ from steer.eval.matched import (
 )
 from steer.eval.methods import Method
 from steer.eval.metrics import rate
+
+
+def part_seed(seed: int, part: int) -> int:
+    """The sampling seed of part ``part`` (0: the first run) of a table whose first run sampled with ``seed``."""
+    return seed + part
 
 
 def extend_eval(bench: Bench, methods: Sequence[Method], stored: dict[str, Any]) -> dict[str, Any]:
@@ -69,8 +74,8 @@ def extend_eval(bench: Bench, methods: Sequence[Method], stored: dict[str, Any])
         if json.loads(json.dumps(m.info, default=str)) != stored_methods[m.name]:
             raise ValueError(f"{m.name}: built with {m.info}, the stored table's with {stored_methods[m.name]}")
     part = len(stored.get("parts") or [None])  # the stored table's parts; this one samples with a seed of its own
-    bench = Bench(bench.model, bench.scorers, bench.dev, bench.test, replace_seed(bench.cfg, bench.cfg.seed + part),
-                  bench.progress)  # fmt: skip
+    cfg_part = replace_seed(bench.cfg, part_seed(bench.cfg.seed, part))
+    bench = Bench(bench.model, bench.scorers, bench.dev, bench.test, cfg_part, bench.progress)  # fresh caches
     base = _unsteered(bench.test_run(None, None, 0.0), bench.cfg.samples)
     curves: dict[str, dict[str, Any]] = {}
     jobs = [(m, t) for m in methods for t in TARGETS]
@@ -169,10 +174,8 @@ def eval_in_parts(bench: Bench, methods: Sequence[Method], parts: Sequence[Bench
     if not parts:
         raise ValueError("no parts to run")
 
-    def on(test: BenchPrompts) -> Bench:  # the same dev split, so its unsteered reference is shared
-        return Bench(bench.model, bench.scorers, bench.dev, test, bench.cfg, bench.progress, bench._base)
-
-    table = json.loads(json.dumps(matched_eval(on(parts[0]), methods)))  # as stored (tuples as lists)
+    # the same dev split throughout, so its unsteered reference and traces are shared
+    table = json.loads(json.dumps(matched_eval(replace(bench, test=parts[0]), methods)))  # as stored (lists)
     for test in parts[1:]:
-        table = concat_tables(table, extend_eval(on(test), methods, table))
+        table = concat_tables(table, extend_eval(replace(bench, test=test), methods, table))
     return table
