@@ -15,7 +15,9 @@ No method's variant is chosen on dev (no winner's curse): each row is one method
 defines it. Neuron steering is the library default (rank-D, k=500, additive), and the same rule on the units before
 the gate's activation (``neurons-pre``: site mlp_pre, where a constant shift acts differently at every token); linear
 transport (Linear-AcT maps fitted per unit from the worlds) runs on the same units and, as AcT does, on every MLP unit
-of every layer (fitted at once);
+of every layer (fitted at once); ``neurons-write`` and ``neurons-write-normed`` keep the default's rule and k but
+choose the units by what they write, not by what they read: each MLP unit's W_out row projected on its layer's CAA
+vector, times its sigma (steer.selection.write_alignment), and that divided by the layer's residual norm;
 CAA runs at every layer and at the middle layer (fixed, not searched), PCA of contrast pairs at every layer; the
 other peers are random units (same k), prompting (an instruction; a sentiment prefix) and self-conditioning.
 ``--methods`` runs some of them (the table's Holm family is then those rows' comparisons).
@@ -81,10 +83,12 @@ from steer.eval.matched_extend import concat_tables, eval_in_parts, extend_eval,
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
 from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
 from steer.eval.plots import plot_matched
+from steer.fold import output_projection
 from steer.incremental import incremental_transport
 from steer.models import versions
 from steer.neurons import score_units, with_transport
 from steer.resources import PROMPTS_DIR
+from steer.selection import write_alignment
 from steer.trained_maps import TrainConfig, train_maps
 from steer.version import __version__
 
@@ -149,8 +153,21 @@ def build(model, shared, progress, names, extra):
     def caa():
         if "vectors" not in shared:
             resid = recording(RecordSpec(model, worlds, "resid", "mean", tuple(range(L))), progress)
-            shared["vectors"] = residual_vectors({t: resid.strength(p).stats for t, p in props.items()})
+            stats = {t: resid.strength(p).stats for t, p in props.items()}
+            shared["vectors"] = residual_vectors(stats)
+            st = next(iter(stats.values()))  # the residual's norm per layer (mean-pooled worlds): sqrt(E|x|^2)
+            shared["resid_norm"] = (st.mean.double() ** 2 + st.std.double() ** 2).sum(-1).sqrt().float()
         return shared["vectors"]  # [layers, d] per target
+
+    def by_writes(normed):  # every MLP unit scored by what it writes along its layer's CAA vector (top k each way)
+        vectors, layers = caa(), list(acts.layers)
+        w_out = torch.stack([output_projection(model, layer).weight.detach().float().T for layer in layers])
+        scale = shared["resid_norm"][layers] if normed else None
+        score = "write-caa" + ("/resid-norm" if normed else "")
+        scores = {t: rank[t].rescored(write_alignment(w_out, rank[t].stats.std, vectors[t][layers], scale), score)
+                  for t in TARGETS}
+        what = "relative to the residual norm" if normed else "along the CAA vector"
+        return neuron_method(f"neurons by what they write ({what}, k={k})", scores, k, info={"score": score, "k": k})
 
     def pca():
         pairs = contrast_pairs(worlds.prompts, n=256, seed=0)
@@ -192,6 +209,8 @@ def build(model, shared, progress, names, extra):
         "neurons": lambda: neuron_method(f"neurons (rank-D, k={k})", rank, k, info={"score": "rank-D", "k": k}),
         "neurons-pre": lambda: neuron_method(f"neurons before the gate (mlp_pre, rank-D, k={k})", rank_at("mlp_pre"),
                                              k, info={"score": "rank-D", "k": k, "site": "mlp_pre"}),
+        "neurons-write": lambda: by_writes(False),
+        "neurons-write-normed": lambda: by_writes(True),
         "transport": lambda: neuron_method(f"linear transport (rank-D, k={k})", rank, k,
                                            info={"score": "rank-D", "k": k}, rule="linear-transport",
                                            knob=Knob(1.0, 0.02, 32.0), shared=shared),

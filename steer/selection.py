@@ -6,7 +6,10 @@ them can replace D in a :class:`steer.neurons.Strengths` and go through the same
 - ``mean-diff``: mean on A minus mean on A^c (the plain difference-of-means ranking);
 - ``smd``: the standardised mean difference, (mean_A - mean_~A) / std over all worlds;
 - ``ap``: average precision of the unit's activation as a detector of A, minus that as a detector of A^c
-  (the self-conditioning papers rank "expert units" by AP; the difference makes low values mean "against").
+  (the self-conditioning papers rank "expert units" by AP; the difference makes low values mean "against");
+- :func:`write_alignment`: not what a unit reads but what it writes, its W_out row projected on a direction of
+  the residual stream (e.g. the CAA vector of its layer); it needs the model's weights, so it is not one of the
+  scores :func:`steer.neurons.score_units` computes from a recording.
 
 :func:`average_precision` and :func:`median_on` need every world's activation (X); the others only the
 per-unit statistics a D computation already gives.
@@ -63,3 +66,34 @@ def median_on(X: Float[Tensor, "worlds units"], mask: Bool[Tensor, " worlds"]) -
     if not mask.any():
         raise ValueError("median on A needs at least one world in A")
     return X[mask].float().median(0).values
+
+
+def write_alignment(
+    w_out: Float[Tensor, "layers units d_model"],
+    std: Float[Tensor, "layers units"],
+    directions: Float[Tensor, "layers d_model"],
+    scale: Float[Tensor, " layers"] | None = None,
+) -> Float[Tensor, "layers units"]:
+    """What each unit *writes*: how far a one-sigma shift of it moves the residual stream along its layer's
+    direction, std_i * <W_out[i], d_l / |d_l|>, divided by ``scale[l]`` when given (e.g. the residual norm at the
+    layer, so that layers are ranked by their shift relative to the stream they add to).
+
+    Large means raising the unit writes toward the direction, small (negative) that lowering it does, so a top-k
+    of this score under the additive rule (a + coeff*sigma*sign) writes along the direction from both sides. At
+    ``site="mlp"`` a shift t_i of unit i adds t_i W_out[i] after the block (:mod:`steer.fold`).
+    """
+    if w_out.ndim != 3 or std.shape != w_out.shape[:2] or directions.shape != (w_out.shape[0], w_out.shape[2]):
+        raise ValueError(
+            f"write_alignment needs w_out [L, units, d], std [L, units] and directions [L, d], got "
+            f"{tuple(w_out.shape)}, {tuple(std.shape)}, {tuple(directions.shape)}"
+        )
+    norms = directions.float().norm(dim=1, keepdim=True)
+    if not bool((norms > 0).all()):
+        raise ValueError("write_alignment needs a nonzero direction at every layer")
+    unit = directions.float() / norms
+    values = std.float() * torch.einsum("lud,ld->lu", w_out.float(), unit)
+    if scale is not None:
+        if scale.shape != (w_out.shape[0],) or not bool((scale > 0).all()):
+            raise ValueError(f"scale must be [layers] of positive numbers, got {tuple(scale.shape)}")
+        values = values / scale.float()[:, None]
+    return values

@@ -58,3 +58,38 @@ def test_the_additive_rule_equals_a_residual_vector(tiny_model):
     scale = {first: LayerEdit(e.index, Affine(torch.full_like(e.affine.shift, 3.0), torch.zeros_like(e.affine.shift)))}
     moved = delta(Steerer.from_edits(tiny_model, "mlp", scale))
     assert (moved - moved[:1]).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_write_alignment_is_how_far_a_one_sigma_shift_moves_the_stream(tiny_model):
+    """The write score of a unit is the movement of its layer's hook_resid_post along the direction when the unit
+    alone is shifted by one sigma (selection.write_alignment, the score of the bench's ``neurons-write``)."""
+    import pytest
+
+    from steer.selection import write_alignment
+
+    w = Worlds.from_records(labelled_corpus(2))
+    acts = record(tiny_model, w, site="mlp", reduce="mean", progress=False)
+    stats = acts.strength(w.proposition("positive")).stats
+    layers = list(acts.layers)
+    w_out = torch.stack([output_projection(tiny_model, layer).weight.float().T for layer in layers])
+    g = torch.Generator().manual_seed(0)
+    directions = torch.randn(len(layers), w_out.shape[2], generator=g)
+    score = write_alignment(w_out, stats.std, directions)
+    layer, unit = 1, int(score[1].abs().argmax())
+    ids, mask = tiny_model.tokenize(PROMPTS)
+    name = f"blocks.{layer}.hook_resid_post"
+    _, base = tiny_model.bridge.run_with_cache(ids, attention_mask=mask, names_filter=name)
+    sigma = stats.std[layers.index(layer), unit].float()
+    one = {layer: LayerEdit(torch.tensor([unit]), Affine(torch.ones(1), sigma.reshape(1)))}
+    with Steerer.from_edits(tiny_model, "mlp", one):
+        _, moved = tiny_model.bridge.run_with_cache(ids, attention_mask=mask, names_filter=name)
+    along = (moved[name] - base[name])[mask.bool()] @ (directions[1] / directions[1].norm())
+    torch.testing.assert_close(along, torch.full_like(along, float(score[1, unit])), rtol=1e-3, atol=1e-4)
+    # divided by a per-layer scale; shapes are checked
+    halved = write_alignment(w_out, stats.std, directions, torch.full((len(layers),), 2.0))
+    torch.testing.assert_close(halved, score / 2)
+    with pytest.raises(ValueError, match="directions"):
+        write_alignment(w_out, stats.std, directions[:, :3])
+    with pytest.raises(ValueError, match="nonzero direction"):
+        write_alignment(w_out, stats.std, torch.zeros_like(directions))

@@ -31,6 +31,8 @@ def test_the_benchmark_runs_both_stages_on_a_tiny_model(tmp_path, cache_env):
     table = saved["table"]
     names = {r["method"] for r in table["rows"]}
     assert {"prompting: instruction", "CAA, all layers"} <= names and any(n.startswith("neurons") for n in names)
+    assert sum(n.startswith("neurons by what they write") for n in names) == 2
+    assert all(d["seconds"] > 0 for d in table["dev"].values()) and table["unsteered_seconds"] > 0
     assert table["n_test"] == 6 and sum(table["n_test_against"].values()) == 4
     assert set(table["comparisons"]) == {"1.25", "1.5"}
     assert all(len(c["knobs"]) >= 2 for c in table["curves"].values() if c["kind"] != "baseline" or c["knobs"] != [1.0])

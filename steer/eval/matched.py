@@ -287,7 +287,9 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
         ``unsteered`` (the unsteered test run), ``curves`` (per "method -> target": the test grid's per-continuation
         arrays), ``rows`` (one per method x budget x target, or per target for a knob-less method: ``reached``,
         ``knob``, ``dev_knob``, ``ratio``, ``success`` with bootstrap intervals, see
-        :func:`steer.eval.matched_report.read_rows`), ``comparisons`` and the settings.
+        :func:`steer.eval.matched_report.read_rows`), ``comparisons`` and the settings; ``dev[key]["seconds"]``
+        is what each method cost toward each target (its dev search and test curve), ``unsteered_seconds`` the
+        unsteered test run's.
     """
     from tqdm.auto import tqdm
 
@@ -295,10 +297,12 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
     cfg = bench.cfg
     budgets = tuple(budgets or cfg.budgets)
     base = _unsteered(bench.test_run(None, None, 0.0), cfg.samples)
+    base_seconds = round(time.time() - t0, 1)
     curves: dict[str, dict[str, Any]] = {}
     dev: dict[str, dict[str, Any]] = {}
     jobs = [(m, t) for m in methods for t in TARGETS]
     for m, t in tqdm(jobs, desc="matched fluency", disable=not bench.progress):
+        t1 = time.time()
         knob = m.knob_for(t)
         key = f"{m.name} -> {t}"
         if knob is None:
@@ -309,6 +313,7 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
             dev[key] = {"runs": {str(b): r for b, r in runs.items()}}
             grid = test_grid(knob, [r["knob"] for r in runs.values()], cfg.grid, cfg.spread)
         curves[key] = curve_on_test(bench, m, t, grid)
+        dev[key]["seconds"] = round(time.time() - t1, 1)  # the dev search and the test curve of this method
     result = {
         "protocol": "v2: stratified splits, test curves read at the budget (isotonic), paired cluster bootstrap, Holm",
         "config": asdict(cfg),
@@ -318,6 +323,7 @@ def matched_eval(bench: Bench, methods: Sequence[Method], budgets: Sequence[floa
         "n_test_against": {t: len(bench.test.against(t)) for t in TARGETS},
         "scorers": {sc.name: sc.info for sc in bench.scorers},
         "unsteered": base,
+        "unsteered_seconds": base_seconds,
         "unsteered_dev_ppl": bench.unsteered_dev_ppl(),
         "dev": dev,
         "curves": curves,
