@@ -18,6 +18,8 @@ transport (Linear-AcT maps fitted per unit from the worlds) runs on the same uni
 of every layer (fitted at once); ``neurons-write`` and ``neurons-write-normed`` keep the default's rule and k but
 choose the units by what they write, not by what they read: each MLP unit's W_out row projected on its layer's CAA
 vector, times its sigma (steer.selection.write_alignment), and that divided by the layer's residual norm;
+``neurons-dosed`` is the default with each layer's shift rescaled so that it writes a vector whose norm is a fixed
+share of the layer's residual norm (the total over layers unchanged);
 CAA runs at every layer and at the middle layer (fixed, not searched), PCA of contrast pairs at every layer; the
 other peers are random units (same k), prompting (an instruction; a sentiment prefix) and self-conditioning.
 ``--methods`` runs some of them (the table's Holm family is then those rows' comparisons).
@@ -62,7 +64,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, Worlds, load_model, recording
+from steer import DEFAULT_PROMPT_SET, Intervention, RecordSpec, Steerer, Worlds, load_model, recording
 from steer.artifacts import IDENTITY_KEYS, check_model, content_key
 from steer.eval import (
     Bench,
@@ -81,7 +83,8 @@ from steer.eval import (
 from steer.eval.matched import merge_tables, search_spread
 from steer.eval.matched_extend import concat_tables, eval_in_parts, extend_eval, part_seed
 from steer.eval.matched_report import row_success, unsteered_line, verdict_counts
-from steer.eval.methods import COEFF, Knob, contrast_pairs, pca_directions, residual_vectors, self_conditioning_experts
+from steer.eval.methods import (COEFF, Knob, LayerDosedNeurons, contrast_pairs, pca_directions, residual_vectors,
+                                self_conditioning_experts)
 from steer.eval.plots import plot_matched
 from steer.fold import output_projection
 from steer.incremental import incremental_transport
@@ -122,6 +125,17 @@ def neuron_method(name, scores, k, layers=None, kind="neurons", info=None, rule=
         sets = {t: with_transport(ns, shared["acts"], shared["props"][t]) for t, ns in sets.items()}
     return NeuronSteering(name, [], kind, {"rule": rule, **(info or {})}, knob, sets=sets,
                           intervention=Intervention(rule))
+
+
+def layer_doses(model, ns, resid_norm):
+    """Per layer, the factor that makes the additive rule's shift (at coeff 1) write a vector whose norm is
+    proportional to the layer's residual norm, with the total written norm over layers unchanged."""
+    edits = Steerer(model, ns, Intervention("additive", 1.0)).edits
+    written = {layer: float((output_projection(model, layer).weight.detach().float()[:, e.index] @ e.affine.shift)
+                            .norm()) for layer, e in edits.items()}
+    raw = {layer: float(resid_norm[layer]) / w for layer, w in written.items()}
+    f = sum(written.values()) / sum(raw[layer] * w for layer, w in written.items())
+    return {layer: f * r for layer, r in raw.items()}
 
 
 def contrast_states(model, pairs, progress):
@@ -167,7 +181,9 @@ def build(model, shared, progress, names, extra):
         scores = {t: rank[t].rescored(write_alignment(w_out, rank[t].stats.std, vectors[t][layers], scale), score)
                   for t in TARGETS}
         what = "relative to the residual norm" if normed else "along the CAA vector"
-        return neuron_method(f"neurons by what they write ({what}, k={k})", scores, k, info={"score": score, "k": k})
+        # their shifts cost more fluency per unit of coeff than the default's: a floor far below COEFF's 0.05
+        return neuron_method(f"neurons by what they write ({what}, k={k})", scores, k, info={"score": score, "k": k},
+                             knob=Knob(0.1, 0.002, 64.0))
 
     def pca():
         pairs = contrast_pairs(worlds.prompts, n=256, seed=0)
@@ -199,6 +215,15 @@ def build(model, shared, progress, names, extra):
                                "incremental": True}, Knob(0.3, 0.005, 4.0), sets=sets,
                               intervention=Intervention("linear-transport"))
 
+    def dosed():  # the default's units and rule, each layer's shift rescaled to a fixed share of its residual norm
+        caa()
+        sets = {t: rank[t].top(k) for t in TARGETS}
+        doses = {t: layer_doses(model, ns, shared["resid_norm"]) for t, ns in sets.items()}
+        return LayerDosedNeurons(f"neurons, dose per layer by the residual norm (rank-D, k={k})", [], "neurons",
+                                 {"rule": "additive", "score": "rank-D", "k": k, "dose": "residual norm",
+                                  "doses": doses}, COEFF, sets=sets, intervention=Intervention("additive"),
+                                 doses=doses)
+
     def rank_at(site):  # rank-D of the units at another MLP site (recorded once, mean over the text)
         if f"rank {site}" not in shared:
             at = recording(RecordSpec(model, worlds, site, "mean"), progress)
@@ -211,6 +236,7 @@ def build(model, shared, progress, names, extra):
                                              k, info={"score": "rank-D", "k": k, "site": "mlp_pre"}),
         "neurons-write": lambda: by_writes(False),
         "neurons-write-normed": lambda: by_writes(True),
+        "neurons-dosed": dosed,
         "transport": lambda: neuron_method(f"linear transport (rank-D, k={k})", rank, k,
                                            info={"score": "rank-D", "k": k}, rule="linear-transport",
                                            knob=Knob(1.0, 0.02, 32.0), shared=shared),

@@ -93,3 +93,46 @@ def test_write_alignment_is_how_far_a_one_sigma_shift_moves_the_stream(tiny_mode
         write_alignment(w_out, stats.std, directions[:, :3])
     with pytest.raises(ValueError, match="nonzero direction"):
         write_alignment(w_out, stats.std, torch.zeros_like(directions))
+
+
+@torch.no_grad()
+def test_layer_doses_make_each_layer_write_a_fixed_share_of_its_residual_norm(tiny_model):
+    """The bench's ``neurons-dosed``: per layer, the additive shift rescaled so that the vector it writes after the
+    block has a norm proportional to the layer's residual norm, the total over layers unchanged."""
+    import importlib.util
+    from pathlib import Path
+
+    import pytest
+
+    from steer.eval.methods import LayerDosedNeurons
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "steering_bench.py"
+    spec = importlib.util.spec_from_file_location("steering_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    w = Worlds.from_records(labelled_corpus(2))
+    acts = record(tiny_model, w, site="mlp", reduce="mean", progress=False)
+    ns = acts.strength(w.proposition("positive"), normalize="rank").top(k=6)
+    resid_norm = torch.arange(1, tiny_model.n_layers + 1).float()
+    doses = bench.layer_doses(tiny_model, ns, resid_norm)
+    method = LayerDosedNeurons(
+        "dosed", [], sets={"positive": ns}, intervention=Intervention("additive"), doses={"positive": doses}
+    )
+
+    def written(edits):
+        return {
+            layer: float((output_projection(tiny_model, layer).weight.float()[:, e.index] @ e.affine.shift).norm())
+            for layer, e in edits.items()
+        }
+
+    dosed = written(method.context(tiny_model, "positive", 2.0).edits)
+    plain = written(Steerer(tiny_model, ns, Intervention("additive", 2.0)).edits)
+    assert len(dosed) >= 2 and set(dosed) == set(plain)
+    share = [dosed[layer] / float(resid_norm[layer]) for layer in dosed]
+    assert max(share) - min(share) < 1e-4 * max(share)
+    assert sum(dosed.values()) == pytest.approx(sum(plain.values()), rel=1e-5)
+    clamp = LayerDosedNeurons(
+        "dosed", [], sets={"positive": ns}, intervention=Intervention("clamp"), doses={"positive": doses}
+    )
+    with pytest.raises(ValueError, match="not a shift rule"):
+        clamp.context(tiny_model, "positive", 1.0)

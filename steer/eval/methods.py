@@ -5,7 +5,8 @@ Each method turns (target, coeff) into a context manager that steers ``model.bri
 exception) and, for prompting, a rewrite of the prompts. ``coeffs`` is the method's own sweep of its knob (the
 knob means different things per method, so methods are compared at equal fluency).
 
-- :class:`NeuronSteering`: the top-k units of a neuron set (or random units: the control) under a rule.
+- :class:`NeuronSteering`: the top-k units of a neuron set (or random units: the control) under a rule;
+  :class:`LayerDosedNeurons`: the same with each layer's shift scaled by its own dose.
 - :class:`ResidualVector`: the CAA / ActAdd family: add ``coeff x v_l`` to the residual stream after each of its
   layers at every position. CAA: v_l = mean(resid on the target's worlds) - mean(resid on the opposite's worlds)
   (:func:`residual_vectors`), at one layer or at all; the repeng recipe: v_l = the first principal component of
@@ -93,6 +94,24 @@ class NeuronSteering(Method):
 
     def context(self, model: Model, target: str, coeff: float) -> Steerer:
         return Steerer(model, self.sets[target], self.intervention.at(coeff))
+
+
+@dataclass
+class LayerDosedNeurons(NeuronSteering):
+    """Neuron steering under a shift rule (``additive``) with each layer's shifts multiplied by
+    ``doses[target][layer]`` (e.g. so that every layer writes the same fraction of its residual norm); the knob
+    scales them all."""
+
+    doses: dict[str, dict[int, float]] = field(default_factory=dict)
+
+    def context(self, model: Model, target: str, coeff: float) -> Steerer:
+        plain = Steerer(model, self.sets[target], self.intervention.at(coeff))
+        edits = {}
+        for layer, e in plain.edits.items():
+            if e.affine is None or not e.affine.is_shift:
+                raise ValueError(f"layer doses scale shifts; rule {self.intervention.rule!r} is not a shift rule")
+            edits[layer] = LayerEdit(e.index, Affine(e.affine.scale, e.affine.shift * self.doses[target][layer]))
+        return Steerer.from_edits(model, plain.site or "mlp", edits, plain.apply_to)
 
 
 @dataclass
