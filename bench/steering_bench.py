@@ -437,7 +437,9 @@ def main(argv=None):
         if first is not None:  # methods added to a stored run of the same bench: one table, compared afresh
             table = merge_tables(first["table"], table)
             result["merged_with"] = {"command": first.get("command"), "date": first.get("date"),
-                                     "seconds": first.get("seconds"), "extra": first.get("extra", {})}
+                                     "seconds": first.get("seconds"), "extra": first.get("extra", {}),
+                                     # the stored run's own history, so a chain of merges keeps every command
+                                     **{k: first[k] for k in ("merged_with", "extended_from") if k in first}}
             result["extra"] = {**first.get("extra", {}), **result.get("extra", {})}
         result["table"] = table
         for b in table["budgets"]:

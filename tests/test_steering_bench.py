@@ -58,6 +58,10 @@ def test_a_second_run_adds_methods_to_a_stored_table(tmp_path, cache_env):
     assert second["extra"]["training"]["losses"] and second["merged_with"]["command"]
     assert set(table["curves"]) == set(first["curves"]) | {k for k in table["curves"] if "transport" in k}
     assert "1.5" in table["comparisons"] and table["merged"][0] == first["seconds"]
+    third = bench.main([*common, "--methods", "pca", "--merge", str(tmp_path / "b" / "result.json"),
+                        "--out", str(tmp_path / "c")])
+    assert "--methods trained,transport" in third["merged_with"]["command"]  # the chain of merges is kept whole
+    assert "--methods neurons,caa-all" in third["merged_with"]["merged_with"]["command"]
     bad = {**first, "unsteered": {**first["unsteered"], "nll": [[0.0]]}}
     import pytest
 

@@ -51,6 +51,7 @@ TITLES = {
     "steering_bench/bundled-k": "How many neurons: k-curve (bundled model)",
     "steering_bench/bundled-spread": "How far the dev search moves (bundled model)",
     "steering_bench/bundled-pre": "Steering benchmark: bundled model, with units before the gate",
+    "steering_bench/bundled-write": "Steering benchmark: bundled model, with units chosen by what they write",
     "steering_bench/qwen-fixture": "Steering benchmark: Qwen fixture",
     "steering_bench/qwen-variants": "Steering benchmark: Qwen fixture, with units before the gate and trained transport",
     "qwen-paper-protocol": "The paper's flip protocol: Qwen fixture",
