@@ -130,9 +130,9 @@ def neuron_method(name, scores, k, layers=None, kind="neurons", info=None, rule=
 def layer_doses(model, ns, resid_norm):
     """Per layer, the factor that makes the additive rule's shift (at coeff 1) write a vector whose norm is
     proportional to the layer's residual norm, with the total written norm over layers unchanged."""
-    edits = Steerer(model, ns, Intervention("additive", 1.0)).edits
-    written = {layer: float((output_projection(model, layer).weight.detach().float()[:, e.index] @ e.affine.shift)
-                            .norm()) for layer, e in edits.items()}
+    # the shift's exported form is the vector it writes after each block (steer.fold)
+    vectors = Steerer(model, ns, Intervention("additive", 1.0)).exported.vectors
+    written = {layer: float(v.norm()) for layer, v in vectors.items()}
     raw = {layer: float(resid_norm[layer]) / w for layer, w in written.items()}
     f = sum(written.values()) / sum(raw[layer] * w for layer, w in written.items())
     return {layer: f * r for layer, r in raw.items()}
@@ -216,7 +216,7 @@ def build(model, shared, progress, names, extra):
                               intervention=Intervention("linear-transport"))
 
     def dosed():  # the default's units and rule, each layer's shift rescaled to a fixed share of its residual norm
-        caa()
+        caa()  # records the residual stream, and with it shared["resid_norm"]
         sets = {t: rank[t].top(k) for t in TARGETS}
         doses = {t: layer_doses(model, ns, shared["resid_norm"]) for t, ns in sets.items()}
         return LayerDosedNeurons(f"neurons, dose per layer by the residual norm (rank-D, k={k})", [], "neurons",

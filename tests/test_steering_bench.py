@@ -189,3 +189,42 @@ def test_the_spread_stage_searches_dev_twice_and_runs_no_test(tmp_path, cache_en
     assert {k.split(" (")[0].split(",")[0] for k in sp["settings"]} == {"neurons", "CAA"}
     assert all(v["knob"] > 0 and v["knob_other_seed"] > 0 for v in sp["settings"].values()) and sp["median_factor"] >= 1
     assert "How far the dev search moves" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_layer_doses_make_each_layer_write_a_fixed_share_of_its_residual_norm(tiny_model):
+    """The bench's ``neurons-dosed``: per layer, the additive shift rescaled so that the vector it writes after the
+    block has a norm proportional to the layer's residual norm, the total over layers unchanged."""
+    import pytest
+    import torch
+
+    from steer import Intervention, Steerer, Worlds, record
+    from steer.eval.methods import LayerDosedNeurons
+    from steer.fold import output_projection
+
+    bench = _bench()
+    w = Worlds.from_records(labelled_corpus(2))
+    acts = record(tiny_model, w, site="mlp", reduce="mean", progress=False)
+    ns = acts.strength(w.proposition("positive"), normalize="rank").top(k=6)
+    resid_norm = torch.arange(1, tiny_model.n_layers + 1).float()
+    doses = bench.layer_doses(tiny_model, ns, resid_norm)
+    method = LayerDosedNeurons(
+        "dosed", [], sets={"positive": ns}, intervention=Intervention("additive"), doses={"positive": doses}
+    )
+
+    def written(edits):
+        return {
+            layer: float((output_projection(tiny_model, layer).weight.float()[:, e.index] @ e.affine.shift).norm())
+            for layer, e in edits.items()
+        }
+
+    dosed = written(method.context(tiny_model, "positive", 2.0).edits)
+    plain = written(Steerer(tiny_model, ns, Intervention("additive", 2.0)).edits)
+    assert len(dosed) >= 2 and set(dosed) == set(plain)
+    share = [dosed[layer] / float(resid_norm[layer]) for layer in dosed]
+    assert max(share) - min(share) < 1e-4 * max(share)
+    assert sum(dosed.values()) == pytest.approx(sum(plain.values()), rel=1e-5)
+    clamp = LayerDosedNeurons(
+        "dosed", [], sets={"positive": ns}, intervention=Intervention("clamp"), doses={"positive": doses}
+    )
+    with pytest.raises(ValueError, match="not a shift rule"):
+        clamp.context(tiny_model, "positive", 1.0)
